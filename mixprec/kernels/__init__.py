@@ -1,0 +1,1 @@
+"""Real quantized execution: Triton GPU kernels (``triton/``) and CPU modules (``cpu/``)."""

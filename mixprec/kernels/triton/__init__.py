@@ -1,0 +1,1 @@
+"""Triton kernels, one file per kernel, each with a pure-PyTorch reference."""
