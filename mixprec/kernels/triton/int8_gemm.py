@@ -84,28 +84,6 @@ def dequant_tile(
     return y
 
 
-GEMM_CONFIGS = pick_configs(
-    [
-        triton.Config(
-            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=s
-        )
-        for bm, bn, bk, w, s in [
-            (128, 256, 64, 8, 3),
-            (256, 128, 64, 8, 3),
-            (128, 128, 64, 4, 4),
-            (128, 128, 128, 8, 3),
-            (64, 128, 64, 4, 4),
-            (128, 64, 64, 4, 4),
-            (64, 64, 128, 4, 3),
-            (32, 64, 128, 4, 3),
-            (16, 64, 128, 4, 4),
-        ]
-    ],
-    triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 2}),
-)
-
-
-@triton.autotune(configs=GEMM_CONFIGS, key=["M", "N", "K"])
 @triton.jit
 def _int8_gemm_kernel(
     x_ptr, w_ptr, out_ptr, a_scale_ptr, w_scale_ptr, bias_ptr, out_scale_ptr,
@@ -133,6 +111,30 @@ def _int8_gemm_kernel(
         tl.store(out_ptrs, y.to(out_ptr.dtype.element_ty), mask=mask)
     else:
         tl.store(out_ptrs, acc, mask=mask)
+
+
+GEMM_CONFIGS = pick_configs(
+    [
+        triton.Config(
+            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=s
+        )
+        for bm, bn, bk, w, s in [
+            (128, 256, 64, 8, 3),
+            (256, 128, 64, 8, 3),
+            (128, 128, 64, 4, 4),
+            (128, 128, 128, 8, 3),
+            (64, 128, 64, 4, 4),
+            (128, 64, 64, 4, 4),
+            (64, 64, 128, 4, 3),
+            (32, 64, 128, 4, 3),
+            (16, 64, 128, 4, 4),
+        ]
+    ],
+    triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 2}),
+)
+
+
+_int8_gemm_tuned = triton.autotune(configs=GEMM_CONFIGS, key=["M", "N", "K"])(_int8_gemm_kernel)
 
 
 def check_int8_operands(x: torch.Tensor, w: torch.Tensor) -> tuple[int, int, int]:
@@ -209,7 +211,7 @@ def int8_gemm(
     def grid(meta: dict) -> tuple[int]:
         return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
 
-    _int8_gemm_kernel[grid](
+    _int8_gemm_tuned[grid](
         x, w, out, a_scale, w_scale, bias, out_scale,
         m, n, k,
         x.stride(0), x.stride(1), w.stride(0), w.stride(1), out.stride(0), out.stride(1),
