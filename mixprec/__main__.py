@@ -1,0 +1,7 @@
+"""``python -m mixprec``."""
+
+import sys
+
+from mixprec.cli import main
+
+sys.exit(main())

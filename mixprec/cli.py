@@ -1,0 +1,131 @@
+"""The ``mixprec`` command (also ``python -m mixprec``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+import torch
+
+from mixprec.quant import Plan, QuantSpec
+
+UNIFORM_SPECS = {
+    "fp32": QuantSpec(weight_bits=16, act_bits=16, act_mode="none"),
+    "w8a8": QuantSpec(weight_bits=8, act_bits=8, act_mode="static"),
+    "w8a8-dynamic": QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic"),
+    "w4a8-dynamic": QuantSpec(weight_bits=4, act_bits=8, act_mode="dynamic"),
+    "w4a4": QuantSpec(weight_bits=4, act_bits=4, act_mode="static"),
+}
+
+
+def _load_model_and_data(args: argparse.Namespace):
+    from mixprec import data, models
+
+    model = models.load(args.model, weights=args.weights)
+    if args.data is None:
+        if args.model != models.EMBEDDED:
+            raise SystemExit("--data is required for models other than the embedded mnist-vit")
+        images, labels = data.mnist("test")
+        calib = data.mnist("train")[0][: args.calib_size]
+        return model, images, labels, calib
+    images, labels = _user_data(args.data, model)
+    calib = images[: args.calib_size]
+    if args.calib is not None:
+        calib = _user_data(args.calib, model)[0][: args.calib_size]
+    return model, images, labels, calib
+
+
+def _user_data(path: str, model: torch.nn.Module):
+    from pathlib import Path
+
+    from mixprec import data
+
+    if Path(path).is_dir():
+        return data.image_folder(path, model)
+    return data.tensor_file(path)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Top-1 of the float model and of uniform plans (fake-quant simulation)."""
+    from mixprec import quant
+
+    model, images, labels, calib = _load_model_and_data(args)
+    if labels is None:
+        raise SystemExit("evaluation needs labels: the data file has none")
+    units = quant.discover_units(model, images[:1])
+    print(f"model {args.model}: {len(units)} units, {len(images)} test images, "
+          f"{len(calib)} calibration images")
+    for name in args.plans:
+        plan = Plan.uniform(units, UNIFORM_SPECS[name])
+        sim = model if name == "fp32" else quant.simulate(model, plan, calib, units=units)
+        print(f"{name:>14}: top-1 {_accuracy(sim, images, labels, args.batch_size):.4f}")
+    return 0
+
+
+def cmd_units(args: argparse.Namespace) -> int:
+    """List the quantizable units of a model."""
+    from mixprec import models, quant
+
+    model = models.load(args.model, weights=args.weights, pretrained=not args.random_weights)
+    shape = tuple(int(s) for s in args.input_shape.split("x"))
+    units = quant.discover_units(model, torch.randn(1, *shape))
+    for u in units:
+        print(f"{u.name:<40} {u.kind:<9} M={u.m:<5} K={u.k:<5} N={u.n:<5} groups={u.groups}")
+    for name, reason in units.skipped.items():
+        print(f"not quantized: {name}: {reason}")
+    return 0
+
+
+def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+              batch_size: int) -> float:
+    correct = 0
+    with torch.inference_mode():
+        for x, y in zip(images.split(batch_size), labels.split(batch_size)):
+            correct += int((model(x).argmax(-1) == y).sum())
+    return correct / len(labels)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="mnist-vit", help="mnist-vit or a timm model name")
+    p.add_argument("--weights", default=None, help="state-dict file for a timm model")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mixprec", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)
+    _add_model_args(ev)
+    ev.add_argument("--data", help="image folder or tensor file (default: embedded digits)")
+    ev.add_argument("--calib", help="calibration folder or tensor file (default: --data)")
+    ev.add_argument("--calib-size", type=int, default=256)
+    ev.add_argument("--batch-size", type=int, default=250)
+    ev.add_argument("--plans", nargs="+", default=["fp32", "w8a8", "w4a4"],
+                    choices=sorted(UNIFORM_SPECS))
+    ev.set_defaults(func=cmd_evaluate)
+
+    un = sub.add_parser("units", help=cmd_units.__doc__)
+    _add_model_args(un)
+    un.add_argument("--random-weights", action="store_true")
+    un.add_argument("--input-shape", default="1x28x28", help="per-image shape, e.g. 3x224x224")
+    un.set_defaults(func=cmd_units)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (ValueError, FileNotFoundError, TypeError) as err:
+        print(f"mixprec {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

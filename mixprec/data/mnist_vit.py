@@ -1,0 +1,40 @@
+"""The embedded model: a small timm VisionTransformer trained on the embedded MNIST digits."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+CHECKPOINT = "mnist_vit.pt"
+MNIST_VIT_CONFIG: dict[str, Any] = {
+    "img_size": 28,
+    "patch_size": 4,
+    "in_chans": 1,
+    "num_classes": 10,
+    "embed_dim": 96,
+    "depth": 6,
+    "num_heads": 3,
+    "mlp_ratio": 2.0,
+}
+
+
+def build_mnist_vit(config: dict[str, Any] | None = None) -> VisionTransformer:
+    """An untrained embedded-model architecture (timm VisionTransformer)."""
+    return VisionTransformer(**(config or MNIST_VIT_CONFIG))
+
+
+def mnist_vit() -> VisionTransformer:
+    """The trained embedded MNIST ViT, in eval mode (checkpoint shipped in the package)."""
+    ref = resources.files("mixprec.data").joinpath(CHECKPOINT)
+    if not ref.is_file():
+        raise FileNotFoundError(f"{CHECKPOINT} is missing from the package: train it with "
+                                "`python -m mixprec.data.train_mnist_vit`")
+    with resources.as_file(ref) as path:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_mnist_vit(checkpoint["config"])
+    state = {k: v.float() for k, v in checkpoint["state_dict"].items()}
+    model.load_state_dict(state)
+    return model.eval()

@@ -1,0 +1,78 @@
+"""Model loading by name: the embedded ``mnist-vit`` or any timm model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+EMBEDDED = "mnist-vit"
+
+
+def load(name: str, weights: str | Path | None = None, pretrained: bool = True) -> nn.Module:
+    """Load a model in eval mode.
+
+    Args:
+        name: ``mnist-vit`` (the embedded model) or a timm model name.
+        weights: a state-dict file (``torch.save``/safetensors) for a timm model.
+        pretrained: for a timm name without ``weights``: use the pretrained weights from the
+            local cache (nothing is downloaded); False gives random weights.
+
+    Raises:
+        ValueError: unknown model name.
+        FileNotFoundError: pretrained weights are not cached and no ``weights`` file given.
+    """
+    if name == EMBEDDED:
+        from mixprec.data import mnist_vit
+
+        return mnist_vit()
+    import timm
+
+    if not timm.is_model(name):
+        raise ValueError(f"unknown model {name!r}: use {EMBEDDED!r} or a timm model name")
+    if weights is not None:
+        model = timm.create_model(name, pretrained=False)
+        model.load_state_dict(_read_state_dict(Path(weights)))
+        return model.eval()
+    if not pretrained:
+        return timm.create_model(name, pretrained=False).eval()
+    return _cached_pretrained(name)
+
+
+def _cached_pretrained(name: str) -> nn.Module:
+    """Create ``name`` with pretrained weights found in the local Hugging Face cache."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    probe = timm.create_model(name, pretrained=False)
+    hub_id = probe.pretrained_cfg.get("hf_hub_id")
+    cached = None
+    if hub_id:
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            found = try_to_load_from_cache(hub_id, filename)
+            if isinstance(found, str):
+                cached = found
+                break
+    if cached is None:
+        raise FileNotFoundError(
+            f"pretrained weights for {name!r} ({hub_id or 'no hub id'}) are not in the local "
+            "cache and nothing is downloaded here: pass weights=FILE, or pretrained=False "
+            "for random weights")
+    probe.load_state_dict(_read_state_dict(Path(cached)))
+    return probe.eval()
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict")
+    return state

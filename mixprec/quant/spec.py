@@ -1,0 +1,165 @@
+"""QuantSpec: how one unit is quantized (frozen, validated, JSON round-trip)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+SPEC_VERSION = 1
+
+WEIGHT_BITS = (2, 3, 4, 6, 8, 16)
+ACT_BITS = (4, 6, 8, 16)
+ACT_MODES = ("static", "dynamic", "none")
+WEIGHT_GRANULARITIES = ("per_channel", "per_group", "per_tensor")
+ACT_GRANULARITIES = ("per_tensor", "per_token")
+OBSERVERS = ("minmax", "percentile", "mse")
+FLOAT_DTYPES = ("float32", "bfloat16", "float16")
+
+FLOAT_BITS = 16
+"""A bit-width of 16 means "not quantized" (kept in the spec's float dtype)."""
+
+
+@dataclass(frozen=True)
+class TokenSplit:
+    """Patch-wise activation precision: the most important tokens get more bits.
+
+    Importance is ranked per image at run time by each token's absolute-max activation
+    (the tokens that carry outliers are the ones that suffer most at low bits).
+
+    Attributes:
+        fraction: share of tokens (0 < fraction < 1) quantized at ``high_bits``.
+        high_bits: activation bits for those tokens; the others use the spec's ``act_bits``.
+    """
+
+    fraction: float = 0.25
+    high_bits: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fraction < 1.0:
+            raise ValueError(f"token_split.fraction={self.fraction} must be in (0, 1)")
+        if self.high_bits not in ACT_BITS:
+            raise ValueError(f"token_split.high_bits={self.high_bits} not in {ACT_BITS}")
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """Quantization of one unit: weights, input activations and their mode.
+
+    For attention matmul units (``attn_qk``, ``attn_pv``) both operands are activations:
+    ``act_bits``/``act_mode`` apply to both, and ``weight_bits`` is not used.
+
+    Attributes:
+        weight_bits: weight bit-width; 16 keeps weights in ``float_dtype``.
+        act_bits: activation bit-width; 16 keeps activations in float.
+        act_mode: ``static`` (scales fixed at calibration), ``dynamic`` (scales computed
+            at run time) or ``none`` (activations not quantized).
+        weight_granularity: ``per_channel`` (one scale per output channel), ``per_group``
+            (``group_size`` input elements per scale) or ``per_tensor``.
+        group_size: elements per weight group when ``per_group``.
+        act_granularity: ``per_tensor`` or ``per_token``; default per-tensor when static,
+            per-token when dynamic.
+        weight_symmetric: symmetric (zero point 0) or affine weights.
+        act_symmetric: symmetric or affine activations.
+        observer: static-scale observer: ``minmax``, ``percentile`` or ``mse``.
+        percentile: clipping percentile of |x| for the ``percentile`` observer.
+        token_split: patch-wise activation precision, or None.
+        float_dtype: dtype of the parts kept in float.
+    """
+
+    weight_bits: int = 8
+    act_bits: int = 8
+    act_mode: Literal["static", "dynamic", "none"] = "static"
+    weight_granularity: Literal["per_channel", "per_group", "per_tensor"] = "per_channel"
+    group_size: int | None = None
+    act_granularity: Literal["per_tensor", "per_token"] | None = None
+    weight_symmetric: bool = True
+    act_symmetric: bool = True
+    observer: Literal["minmax", "percentile", "mse"] = "minmax"
+    percentile: float = 99.99
+    token_split: TokenSplit | None = field(default=None)
+    float_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    version: int = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        _check_choice("weight_bits", self.weight_bits, WEIGHT_BITS)
+        _check_choice("act_bits", self.act_bits, ACT_BITS)
+        _check_choice("act_mode", self.act_mode, ACT_MODES)
+        _check_choice("weight_granularity", self.weight_granularity, WEIGHT_GRANULARITIES)
+        _check_choice("observer", self.observer, OBSERVERS)
+        _check_choice("float_dtype", self.float_dtype, FLOAT_DTYPES)
+        if self.version != SPEC_VERSION:
+            raise ValueError(f"version={self.version}: this mixprec reads spec version "
+                             f"{SPEC_VERSION}")
+        if self.weight_granularity == "per_group":
+            if self.group_size is None:
+                object.__setattr__(self, "group_size", 128)
+            elif self.group_size < 1:
+                raise ValueError(f"group_size={self.group_size} must be positive")
+        elif self.group_size is not None:
+            raise ValueError(f"group_size={self.group_size} needs weight_granularity='per_group'")
+        if self.act_granularity is None:
+            default = "per_token" if self.act_mode == "dynamic" else "per_tensor"
+            object.__setattr__(self, "act_granularity", default)
+        _check_choice("act_granularity", self.act_granularity, ACT_GRANULARITIES)
+        if self.act_mode == "static" and self.act_granularity == "per_token":
+            raise ValueError("act_granularity='per_token' needs act_mode='dynamic' "
+                             "(static scales are fixed per tensor at calibration)")
+        if (self.act_mode == "none") != (self.act_bits == FLOAT_BITS):
+            raise ValueError(f"act_mode={self.act_mode!r} with act_bits={self.act_bits}: "
+                             "act_mode 'none' goes with act_bits=16 and only with it")
+        if not 50.0 < self.percentile <= 100.0:
+            raise ValueError(f"percentile={self.percentile} must be in (50, 100]")
+        if isinstance(self.token_split, dict):
+            object.__setattr__(self, "token_split", TokenSplit(**self.token_split))
+        if self.token_split is not None:
+            if self.act_mode == "none":
+                raise ValueError("token_split needs quantized activations (act_mode != 'none')")
+            if self.token_split.high_bits <= self.act_bits:
+                raise ValueError(f"token_split.high_bits={self.token_split.high_bits} must "
+                                 f"exceed act_bits={self.act_bits}")
+
+    @property
+    def quantizes_weights(self) -> bool:
+        """Whether weights are quantized (below 16 bits)."""
+        return self.weight_bits < FLOAT_BITS
+
+    @property
+    def quantizes_acts(self) -> bool:
+        """Whether input activations are quantized."""
+        return self.act_mode != "none"
+
+    @property
+    def is_float(self) -> bool:
+        """Whether the spec leaves the unit entirely in float."""
+        return not self.quantizes_weights and not self.quantizes_acts
+
+    @property
+    def label(self) -> str:
+        """Short human label, e.g. ``W8A8-static`` or ``W4A8-dynamic-t25@8``."""
+        if self.is_float:
+            return f"float-{self.float_dtype}"
+        w = f"W{self.weight_bits}" if self.quantizes_weights else "W16"
+        a = f"A{self.act_bits}-{self.act_mode}" if self.quantizes_acts else "A16"
+        if self.weight_granularity == "per_group":
+            w += f"g{self.group_size}"
+        split = ""
+        if self.token_split is not None:
+            split = f"-t{round(self.token_split.fraction * 100)}@{self.token_split.high_bits}"
+        return f"{w}{a}{split}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (JSON-ready)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QuantSpec:
+        """Inverse of :meth:`to_dict`; unknown fields are an error naming them."""
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown QuantSpec field(s): {sorted(unknown)}")
+        return cls(**data)
+
+
+def _check_choice(name: str, value: object, allowed: tuple) -> None:
+    if value not in allowed or isinstance(value, bool):
+        raise ValueError(f"{name}={value!r} not in {allowed}")
