@@ -10,7 +10,10 @@ _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16"
 
 
 def qrange(bits: int, symmetric: bool) -> tuple[int, int]:
-    """Integer grid for ``bits``: symmetric uses the restricted range ``[-(2^(b-1)-1), 2^(b-1)-1]``."""
+    """Integer grid for ``bits``.
+
+    Symmetric grids use the restricted range ``[-(2^(b-1)-1), 2^(b-1)-1]`` (int8: +-127).
+    """
     if symmetric:
         top = 2 ** (bits - 1) - 1
         return -top, top
