@@ -209,8 +209,7 @@ def attention_ref(
     ``block_m`` / ``block_n`` tokens, ``Q·Kᵀ`` is exact, softmax and ``P·V`` run in fp32.
     """
     scale = q.shape[-1] ** -0.5 if sm_scale is None else sm_scale
-    kf = k.float()
-    kf = kf - kf.mean(dim=2, keepdim=True)
+    kf = k.float() - k.mean(dim=2, keepdim=True, dtype=torch.float32)
     qq, qs = quantize_blocks_ref(q, block_m)
     kq, ks = quantize_blocks_ref(kf, block_n)
     n = q.shape[2]
