@@ -60,8 +60,7 @@ def dequant_epilogue_ref(
     bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """fp32 ``((acc * a_scale[:, None]) * w_scale[None, :]) + bias`` (scales may be scalars)."""
-    a = a_scale.float().reshape(-1, 1) if a_scale.numel() > 1 else a_scale.float().reshape(())
-    y = acc.float() * a * w_scale.float().reshape(-1)
+    y = acc.float() * a_scale.float().reshape(-1, 1) * w_scale.float().reshape(-1)
     return y if bias is None else y + bias.float()
 
 
@@ -229,16 +228,25 @@ def _additive_mask(attn_mask: torch.Tensor) -> torch.Tensor:
     return attn_mask.float()
 
 
-def importance_order(scores: torch.Tensor) -> torch.Tensor:
-    """Row permutation for patch-wise kernels: token indices by descending importance.
+def patchwise_rows(scores: torch.Tensor, n_hi: int) -> tuple[torch.Tensor, int]:
+    """Row permutation and split for patch-wise kernels, from per-token importance.
 
     Args:
-        scores: Importance ``[M]`` of each token row (e.g. attention received).
+        scores: Importance ``[..., T]`` of each token of each image (e.g. attention received).
+        n_hi: Tokens per image kept at the high bit-width (the most important ones).
 
     Returns:
-        int64 ``[M]``; its first ``split`` entries are the rows to keep at high precision.
+        ``(perm, split)``: int64 ``[M]`` rows of the flattened ``[M = prod(...) * T, K]``
+        activations, the ``split = prod(...) * n_hi`` high-precision rows first (by image,
+        most important first), then the rest.
     """
-    return torch.argsort(scores.reshape(-1), descending=True, stable=True)
+    s = scores.reshape(-1, scores.shape[-1])
+    images, tokens = s.shape
+    if not 0 <= n_hi <= tokens:
+        raise ValueError(f"n_hi must be in [0, {tokens}], got {n_hi}")
+    order = torch.argsort(s, dim=-1, descending=True, stable=True)
+    rows = order + torch.arange(images, device=s.device)[:, None] * tokens
+    return torch.cat((rows[:, :n_hi].reshape(-1), rows[:, n_hi:].reshape(-1))), images * n_hi
 
 
 def patchwise_linear_ref(
@@ -256,6 +264,8 @@ def patchwise_linear_ref(
     x2 = x.reshape(-1, x.shape[-1])
     out = torch.empty((x2.shape[0], w.shape[0]), dtype=x.dtype, device=x.device)
     for rows, bits in ((perm[:split], bits_hi), (perm[split:], bits_lo)):
+        if not rows.numel():
+            continue
         xq, xs = quantize_per_token_ref(x2[rows], bits)
         out[rows] = int8_gemm_ref(xq, w, xs, w_scale, bias, out_dtype=x.dtype)
     return out.reshape(*x.shape[:-1], w.shape[0])
