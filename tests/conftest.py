@@ -1,0 +1,28 @@
+"""Shared fixtures: the embedded model and data, loaded once per session."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mixprec import data, quant
+
+
+@pytest.fixture(scope="session")
+def mnist_model() -> torch.nn.Module:
+    return data.mnist_vit()
+
+
+@pytest.fixture(scope="session")
+def mnist_test() -> tuple[torch.Tensor, torch.Tensor]:
+    return data.mnist("test")
+
+
+@pytest.fixture(scope="session")
+def mnist_calib() -> torch.Tensor:
+    return data.mnist("train")[0][:256]
+
+
+@pytest.fixture(scope="session")
+def mnist_units(mnist_model, mnist_test) -> quant.UnitList:
+    return quant.discover_units(mnist_model, mnist_test[0][:1])

@@ -1,0 +1,45 @@
+import torch
+
+from mixprec.quant import QuantSpec
+from mixprec.quant.fake import fake_quant_dynamic, qparams_from_range, qrange, quantize_weight
+
+
+def test_grids():
+    assert qrange(8, True) == (-127, 127)
+    assert qrange(4, True) == (-7, 7)
+    assert qrange(8, False) == (0, 255)
+
+
+def test_per_channel_weights_land_on_their_grid():
+    w = torch.randn(6, 10)
+    wq = quantize_weight(w, QuantSpec(weight_bits=4))
+    scale = w.abs().amax(dim=1, keepdim=True) / 7
+    levels = wq / scale
+    assert torch.allclose(levels, levels.round(), atol=1e-4)
+    assert levels.abs().max() <= 7 + 1e-4
+    assert (wq - w).abs().max() <= scale.max() / 2 + 1e-6
+
+
+def test_per_group_uses_one_scale_per_group_and_short_last_group():
+    w = torch.zeros(1, 10)
+    w[0, :8] = 1.0
+    w[0, 8:] = torch.tensor([0.01, -0.02])
+    spec = QuantSpec(weight_bits=4, weight_granularity="per_group", group_size=8)
+    wq = quantize_weight(w, spec)
+    assert torch.allclose(wq[0, :8], torch.ones(8))
+    # the short last group keeps its own small scale: both values stay nearly exact
+    assert torch.allclose(wq[0, 8:], w[0, 8:], atol=0.02 / 14 + 1e-6)
+
+
+def test_float_weight_spec_is_exact_copy():
+    w = torch.randn(3, 4)
+    out = quantize_weight(w, QuantSpec(weight_bits=16, act_bits=16, act_mode="none"))
+    assert torch.equal(out, w) and out.data_ptr() != w.data_ptr()
+
+
+def test_dynamic_per_token_and_affine():
+    x = torch.tensor([[1.0, -0.5, 0.25], [100.0, 0.0, -100.0]])
+    out = fake_quant_dynamic(x, 8, True, dim=-1)
+    assert torch.allclose(out[0], x[0], atol=1 / 254)
+    scale, zp = qparams_from_range(torch.tensor(0.5), torch.tensor(2.0), 8, False)
+    assert zp.item() == 0 and torch.isclose(scale, torch.tensor(2.0 / 255))

@@ -1,0 +1,56 @@
+import json
+
+import pytest
+
+from mixprec.quant import QuantSpec, TokenSplit
+
+
+def test_defaults_follow_the_mode():
+    static = QuantSpec()
+    assert (static.weight_bits, static.act_bits, static.act_mode) == (8, 8, "static")
+    assert static.weight_granularity == "per_channel" and static.weight_symmetric
+    assert static.act_granularity == "per_tensor" and static.observer == "minmax"
+    assert QuantSpec(act_mode="dynamic").act_granularity == "per_token"
+    assert QuantSpec(weight_granularity="per_group").group_size == 128
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"weight_bits": 5}, "weight_bits"),
+    ({"act_bits": 3}, "act_bits"),
+    ({"act_mode": "lazy"}, "act_mode"),
+    ({"observer": "max"}, "observer"),
+    ({"weight_granularity": "per_row"}, "weight_granularity"),
+    ({"act_mode": "static", "act_granularity": "per_token"}, "per_token"),
+    ({"act_mode": "none", "act_bits": 8}, "act_mode"),
+    ({"group_size": 64}, "group_size"),
+    ({"percentile": 20.0}, "percentile"),
+])
+def test_bad_fields_are_named(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        QuantSpec(**kwargs)
+
+
+def test_token_split_validation():
+    with pytest.raises(ValueError, match="fraction"):
+        TokenSplit(fraction=1.5)
+    with pytest.raises(ValueError, match="high_bits"):
+        QuantSpec(act_bits=8, act_mode="dynamic", token_split=TokenSplit(0.25, 8))
+    with pytest.raises(ValueError, match="token_split"):
+        QuantSpec(act_bits=16, act_mode="none", token_split=TokenSplit(0.25, 8))
+
+
+def test_json_round_trip_and_hashable():
+    spec = QuantSpec(4, 4, "dynamic", weight_granularity="per_group", group_size=32,
+                     token_split=TokenSplit(0.25, 8), observer="mse")
+    again = QuantSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec and hash(again) == hash(spec)
+    assert spec.label == "W4g32A4-dynamic-t25@8"
+    with pytest.raises(ValueError, match="unknown QuantSpec field"):
+        QuantSpec.from_dict({**spec.to_dict(), "bits": 3})
+
+
+def test_float_spec_properties():
+    flt = QuantSpec(weight_bits=16, act_bits=16, act_mode="none")
+    assert flt.is_float and not flt.quantizes_weights and not flt.quantizes_acts
+    assert flt.label == "float-float32"
+    assert QuantSpec(weight_bits=4, act_bits=16, act_mode="none").label == "W4A16"
