@@ -159,6 +159,7 @@ def quantize_per_token(x: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, to
     check_tensor("x", x, dtypes=FLOAT_DTYPES)
     if x.dim() == 0:
         raise ValueError("x must have at least 1 dimension")
+    qmax_for_bits(bits)
     q, scales = quantize_rows(x.reshape(-1, x.shape[-1]), bits)
     return q.reshape(x.shape), scales.reshape(x.shape[:-1])
 
