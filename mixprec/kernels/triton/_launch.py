@@ -96,3 +96,18 @@ def qmax_for_bits(bits: int, name: str = "bits") -> int:
     if not isinstance(bits, int) or not 2 <= bits <= 8:
         raise ValueError(f"{name} must be an int in [2, 8], got {bits!r}")
     return 2 ** (bits - 1) - 1
+
+
+def scalar_scale(name: str, scale: torch.Tensor | float, device: torch.device) -> torch.Tensor:
+    """A per-tensor scale as a 1-element tensor on ``device`` (a float must be positive).
+
+    Tensors are kept as they are (no device sync to check their value).
+    """
+    if not isinstance(scale, torch.Tensor):
+        if not scale > 0:
+            raise ValueError(f"{name} must be positive, got {scale}")
+        return torch.tensor([scale], dtype=torch.float32, device=device)
+    check_tensor(name, scale, dtypes=FLOAT_DTYPES)
+    if scale.device != device:
+        raise ValueError(f"{name} is on {scale.device}, expected {device}")
+    return check_vector(name, scale, (1,))

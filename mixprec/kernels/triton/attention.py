@@ -215,6 +215,7 @@ def attention(
     out = torch.empty((b, h, n, d), dtype=q.dtype, device=q.device)
     if out.numel() == 0:
         return out
+    logger.debug("attention: B=%d H=%d N=%d D=%d blocks=(%d, %d)", b, h, n, d, block_m, block_n)
     qq, qs = _quantize_blocks(q, block_m, None)
     kq, ks = _quantize_blocks(k, block_n, k.mean(dim=2, dtype=torch.float32).contiguous())
     bias_strides = mask.stride() if mask is not None else (0, 0, 0, 0)

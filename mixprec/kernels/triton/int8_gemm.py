@@ -22,6 +22,7 @@ from mixprec.kernels.triton._launch import (
     check_tensor,
     check_vector,
     pick_configs,
+    scalar_scale,
 )
 from mixprec.kernels.triton.quantize import quantize_per_tensor, quantize_per_token, quantize_values
 
@@ -199,14 +200,14 @@ def int8_gemm(
         check_same_device(x=x, a_scale=a_scale)
     if out_dtype not in FLOAT_DTYPES:
         raise TypeError(f"out_dtype must be one of {FLOAT_DTYPES}, got {out_dtype}")
-    if out_scale is not None and not isinstance(out_scale, torch.Tensor):
-        out_scale = torch.tensor([out_scale], dtype=torch.float32, device=x.device)
     if out_scale is not None:
-        check_vector("out_scale", out_scale, (1,))
+        out_scale = scalar_scale("out_scale", out_scale, x.device)
     dtype = torch.int32 if not dequant else torch.int8 if out_scale is not None else out_dtype
     out = torch.empty((m, n), dtype=dtype, device=x.device)
     if m == 0 or n == 0:
         return out
+
+    logger.debug("int8 gemm: M=%d N=%d K=%d out=%s", m, n, k, dtype)
 
     def grid(meta: dict) -> tuple[int]:
         return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
@@ -266,9 +267,8 @@ def int8_linear_static(
     """
     check_tensor("x", x, dtypes=(*FLOAT_DTYPES, torch.int8))
     x2 = x.reshape(-1, x.shape[-1])
+    in_scale = scalar_scale("in_scale", in_scale, x.device)
     xq = x2 if x.dtype == torch.int8 else quantize_per_tensor(x2, in_scale)
-    if not isinstance(in_scale, torch.Tensor):
-        in_scale = torch.tensor([in_scale], dtype=torch.float32, device=x.device)
     out_dtype = torch.float16 if x.dtype == torch.int8 else x.dtype
     y = int8_gemm(xq, w, in_scale, w_scale, bias, out_dtype=out_dtype, out_scale=out_scale)
     return y.reshape(*x.shape[:-1], w.shape[0])

@@ -101,6 +101,7 @@ def patchwise_linear(
     check_same_device(x=x, w_scale=w_scale)
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     if m and n:
+        logger.debug("patchwise gemm: M=%d (split %d) N=%d K=%d", m, split, n, k)
 
         def grid(meta: dict) -> tuple[int]:
             return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)

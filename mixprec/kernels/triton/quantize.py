@@ -22,6 +22,7 @@ from mixprec.kernels.triton._launch import (
     check_same_device,
     check_tensor,
     qmax_for_bits,
+    scalar_scale,
 )
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,9 @@ def quantize_rows(
     if m_out == 0:
         return q, scales
     block_m, block_k = _row_blocks(k)
+    logger.debug(
+        "quantize rows: M=%d K=%d split=%d blocks=(%d, %d)", m_out, k, split, block_m, block_k
+    )
     _quantize_rows_kernel[(triton.cdiv(m_out, block_m),)](
         x, rows, q, scales,
         m_out, k, split, qmax_hi, qmax_lo,
@@ -159,7 +163,7 @@ def quantize_per_token(x: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, to
     check_tensor("x", x, dtypes=FLOAT_DTYPES)
     if x.dim() == 0:
         raise ValueError("x must have at least 1 dimension")
-    qmax_for_bits(bits)
+    qmax_for_bits(bits)  # reject a bad `bits` under its own name
     q, scales = quantize_rows(x.reshape(-1, x.shape[-1]), bits)
     return q.reshape(x.shape), scales.reshape(x.shape[:-1])
 
@@ -179,14 +183,7 @@ def quantize_per_tensor(
     """
     check_tensor("x", x, dtypes=FLOAT_DTYPES)
     qmax = qmax_for_bits(bits)
-    if not isinstance(scale, torch.Tensor):
-        if not scale > 0:
-            raise ValueError(f"scale must be positive, got {scale}")
-        scale = torch.tensor([scale], dtype=torch.float32, device=x.device)
-    check_tensor("scale", scale, dtypes=FLOAT_DTYPES)
-    if scale.numel() != 1:
-        raise ValueError(f"scale must have 1 element, got shape {tuple(scale.shape)}")
-    check_same_device(x=x, scale=scale)
+    scale = scalar_scale("scale", scale, x.device)
     xc = x.contiguous()
     q = torch.empty(x.shape, dtype=torch.int8, device=x.device)
     block = 1024

@@ -140,6 +140,7 @@ def w4a16_gemm(
     m = x2.shape[0]
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)
     if m and n:
+        logger.debug("w4a16 gemm: M=%d N=%d K=%d group=%d", m, n, k, group_size)
 
         def grid(meta: dict) -> tuple[int]:
             return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
