@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from mixprec.quant.spec import FLOAT_BITS, QuantSpec
@@ -36,20 +38,31 @@ def qparams_from_range(lo: torch.Tensor, hi: torch.Tensor, bits: int,
     return scale, zero_point
 
 
+def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int,
+             symmetric: bool) -> torch.Tensor:
+    """Integer grid values of ``x`` (round half to even, clamp), still in ``x``'s float dtype."""
+    qmin, qmax = qrange(bits, symmetric)
+    return torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax)
+
+
 def fake_quant(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, bits: int,
                symmetric: bool) -> torch.Tensor:
     """Quantize to the integer grid (round half to even, clamp) and dequantize."""
-    qmin, qmax = qrange(bits, symmetric)
-    q = torch.clamp(torch.round(x / scale) + zero_point, qmin, qmax)
-    return (q - zero_point) * scale
+    return (quantize(x, scale, zero_point, bits, symmetric) - zero_point) * scale
+
+
+def dynamic_qparams(x: torch.Tensor, bits: int, symmetric: bool, dim: int | tuple[int, ...]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and zero point from ``x`` itself, one per slice reduced over ``dim`` (kept)."""
+    lo = x.amin(dim=dim, keepdim=True)
+    hi = x.amax(dim=dim, keepdim=True)
+    return qparams_from_range(lo.float(), hi.float(), bits, symmetric)
 
 
 def fake_quant_dynamic(x: torch.Tensor, bits: int, symmetric: bool, dim: int | tuple[int, ...]
                        ) -> torch.Tensor:
     """Fake-quantize with scales computed from ``x`` itself, one per slice reduced over ``dim``."""
-    lo = x.amin(dim=dim, keepdim=True)
-    hi = x.amax(dim=dim, keepdim=True)
-    scale, zero_point = qparams_from_range(lo.float(), hi.float(), bits, symmetric)
+    scale, zero_point = dynamic_qparams(x, bits, symmetric, dim)
     return fake_quant(x.float(), scale, zero_point, bits, symmetric).to(x.dtype)
 
 
@@ -67,23 +80,56 @@ def quantize_weight(weight: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
     """
     if spec.weight_bits >= FLOAT_BITS:
         return round_to_dtype(weight.detach(), spec.float_dtype).clone()
+    return integer_weight(weight, spec).dequantize().reshape(weight.shape).to(weight.dtype)
+
+
+@dataclass(frozen=True)
+class IntegerWeight:
+    """A GEMM weight on its integer grid: ``w ~ (q - zero_point) * scale`` per group.
+
+    Attributes:
+        q: integer values ``[out, in]`` (float dtype), ``in`` = the weight's flattened inputs.
+        scale: ``[out, groups]`` scales; one group spans ``group_size`` inputs (the last
+            may be shorter); per-channel and per-tensor weights have one group.
+        zero_point: ``[out, groups]`` zero points (0 when symmetric).
+        group_size: inputs per group.
+        bits: bit-width of the grid.
+    """
+
+    q: torch.Tensor
+    scale: torch.Tensor
+    zero_point: torch.Tensor
+    group_size: int
+    bits: int
+
+    def expand(self, t: torch.Tensor) -> torch.Tensor:
+        """A per-group ``[out, groups]`` tensor repeated to ``[out, in]``."""
+        return t.repeat_interleave(self.group_size, dim=1)[:, : self.q.shape[1]]
+
+    def dequantize(self) -> torch.Tensor:
+        """The fake-quantized weight ``[out, in]`` in float32."""
+        return (self.q - self.expand(self.zero_point)) * self.expand(self.scale)
+
+
+def integer_weight(weight: torch.Tensor, spec: QuantSpec) -> IntegerWeight:
+    """Quantize a GEMM weight (``[out, in, ...]``, ``spec.weight_bits`` < 16) to its grid."""
+    if spec.weight_bits >= FLOAT_BITS:
+        raise ValueError(f"spec {spec.label} keeps weights in float")
     w = weight.detach().float().reshape(weight.shape[0], -1)
-    sym = spec.weight_symmetric
-    if spec.weight_granularity == "per_tensor":
-        out = fake_quant_dynamic(w, spec.weight_bits, sym, dim=(0, 1))
-    elif spec.weight_granularity == "per_channel":
-        out = fake_quant_dynamic(w, spec.weight_bits, sym, dim=1)
-    else:
-        out = _quantize_groups(w, spec.weight_bits, sym, spec.group_size or 128)
-    return out.reshape(weight.shape).to(weight.dtype)
-
-
-def _quantize_groups(w: torch.Tensor, bits: int, symmetric: bool, group: int) -> torch.Tensor:
+    bits, sym = spec.weight_bits, spec.weight_symmetric
     rows, cols = w.shape
+    if spec.weight_granularity != "per_group":
+        dim = (0, 1) if spec.weight_granularity == "per_tensor" else 1
+        scale, zero_point = dynamic_qparams(w, bits, sym, dim)
+        scale, zero_point = scale.expand(rows, 1), zero_point.expand(rows, 1)
+        return IntegerWeight(quantize(w, scale, zero_point, bits, sym), scale.contiguous(),
+                             zero_point.contiguous(), cols, bits)
+    group = spec.group_size or 128
     pad = (-cols) % group
     padded = torch.nn.functional.pad(w, (0, pad)).reshape(rows, -1, group)
     if pad:
         # padding zeros must not widen the last group's range: repeat its first element
         padded[:, -1, group - pad:] = padded[:, -1, :1]
-    out = fake_quant_dynamic(padded, bits, symmetric, dim=2)
-    return out.reshape(rows, -1)[:, :cols]
+    scale, zero_point = dynamic_qparams(padded, bits, sym, dim=2)
+    q = quantize(padded, scale, zero_point, bits, sym).reshape(rows, -1)[:, :cols]
+    return IntegerWeight(q, scale.squeeze(2), zero_point.squeeze(2), group, bits)

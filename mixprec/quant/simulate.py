@@ -100,8 +100,11 @@ def apply_plan(model: nn.Module, units: list[Unit], plan: Plan, stats: Calibrati
         attach_attention_quant(modules[owner], quant)
 
 
-def attach_attention_quant(module: nn.Module, quant: AttentionQuant) -> None:
-    """Make ``module`` route its SDPA call through ``quant`` (hooks; survive deepcopy)."""
+def attach_attention_quant(module: nn.Module, quant: nn.Module) -> None:
+    """Make ``module`` route its SDPA call through ``quant`` (hooks; survive deepcopy).
+
+    ``quant`` is called with each :class:`SdpaCall` (e.g. an :class:`AttentionQuant`).
+    """
     module.add_module(ATTN_QUANT_ATTR, quant)
     if hasattr(module, "fused_attn"):
         module.fused_attn = True
