@@ -1,0 +1,125 @@
+"""patch_global: a global, first-order (Fisher) metric for every unit and token, in one
+gradient pass (after PMQ's lightweight global sensitivity)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mixprec.quant.calibrate import CalibrationStats
+from mixprec.quant.sdpa import SdpaCall
+from mixprec.quant.spec import QuantSpec
+from mixprec.quant.units import Unit
+from mixprec.sensitivity.probe import (
+    attention_owners,
+    forward_taps,
+    quantized_module,
+    sdpa_taps,
+    weight_units,
+)
+from mixprec.sensitivity.registry import Estimator, Progress, Scores
+
+
+class PatchGlobal(Estimator):
+    """Fisher estimate of the KL to the float output caused by each unit's noise.
+
+    One float forward with autograd records every unit's input and output; ``probes``
+    backward passes give ``g = d(-log p(y))/d(output)`` for labels ``y`` drawn from the
+    float model's own prediction (label-free: their covariance is the Fisher of the KL to
+    float). Then for each candidate, each unit's output error ``e = unit_q(x) - unit(x)``
+    on its float input scores ``0.5 * E[(g . e)^2]`` per image (nats of KL, additive over
+    units with independent noise), and ``0.5 * E[(g_t . e_t)^2]`` per token ``t`` for
+    linear units (the per-token importance that patch-wise specs use).
+
+    Args:
+        probes: sampled labels per image (backward passes per batch).
+        batch_size: images per pass.
+    """
+
+    name = "patch_global"
+
+    def __init__(self, probes: int = 4, batch_size: int = 64) -> None:
+        if probes < 1:
+            raise ValueError(f"probes={probes} must be at least 1")
+        self.probes = probes
+        self.batch_size = batch_size
+
+    def work(self, units: Sequence[Unit], candidates: Sequence[QuantSpec], images: int) -> int:
+        return math.ceil(images / self.batch_size)
+
+    def score(self, model: nn.Module, units: Sequence[Unit], candidates: Sequence[QuantSpec],
+              calib: torch.Tensor, stats: CalibrationStats, seed: int,
+              progress: Progress) -> Scores:
+        gen = torch.Generator().manual_seed(seed)
+        stand_ins = [[quantized_module(model, u, c, stats) for c in candidates] for u in units]
+        total = torch.zeros(len(units), len(candidates), dtype=torch.float64)
+        tokens: dict[tuple[int, int], torch.Tensor] = {}
+        for chunk in calib.split(self.batch_size):
+            inputs, clean, grads = self._gradients(model, units, chunk, gen)
+            for i, unit in enumerate(units):
+                for j in range(len(candidates)):
+                    with torch.no_grad():
+                        err = stand_ins[i][j](inputs[i]) - clean[i]
+                        prods = [g * err for g in grads[i]]
+                        per_image = torch.stack([p.flatten(1).sum(1) for p in prods])
+                        total[i, j] += 0.5 * per_image.double().pow(2).sum()
+                        if unit.kind == "linear" and err.dim() == 3:
+                            per_token = torch.stack([p.sum(-1) for p in prods]).double()
+                            token = 0.5 * per_token.pow(2).sum((0, 1))
+                            tokens[i, j] = tokens.get((i, j), 0) + token
+            progress(1)
+        n = calib.shape[0] * self.probes
+        token_scores = {
+            unit.name: {c.label: tuple((tokens[i, j] / n).tolist())
+                        for j, c in enumerate(candidates)}
+            for i, unit in enumerate(units) if (i, 0) in tokens}
+        return Scores((total / n).tolist(), token_scores,
+                      settings={"probes": self.probes, "batch_size": self.batch_size})
+
+    def _gradients(self, model: nn.Module, units: Sequence[Unit], chunk: torch.Tensor,
+                   gen: torch.Generator
+                   ) -> tuple[list[object], list[torch.Tensor], list[list[torch.Tensor]]]:
+        """Every unit's float input and output, and ``probes`` gradients of its output."""
+        index = {u.name: i for i, u in enumerate(units)}
+        inputs: list[object] = [None] * len(units)
+        outputs: list[torch.Tensor | None] = [None] * len(units)
+
+        def on_weight(name: str, x: torch.Tensor, y: torch.Tensor) -> None:
+            inputs[index[name]] = x.detach()
+            outputs[index[name]] = y
+
+        def on_attention(owner: str, call: SdpaCall) -> torch.Tensor:
+            out = call.run_original()
+            frozen = SdpaCall(call.q.detach(), call.k.detach(), call.v.detach(), call.attn_mask,
+                              call.dropout_p, call.is_causal, call.scale, call.enable_gqa)
+            for suffix in (".qk", ".pv"):
+                if owner + suffix in index:
+                    inputs[index[owner + suffix]] = frozen
+                    outputs[index[owner + suffix]] = out
+            return out
+
+        with (torch.enable_grad(), forward_taps(model, [u.name for u in weight_units(units)],
+                                                on_weight),
+              sdpa_taps(model, attention_owners(units), on_attention)):
+            logits = model(chunk.detach().requires_grad_(True))
+        missing = [u.name for u, o in zip(units, outputs) if o is None]
+        if missing:
+            raise RuntimeError(f"units not executed by the forward pass: {missing[:5]}")
+        probs = logits.detach().float().softmax(-1)
+        unique = {id(o): o for o in outputs}
+        targets = list(unique)
+        grads: list[list[torch.Tensor]] = [[] for _ in units]
+        for s in range(self.probes):
+            labels = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+            loss = F.cross_entropy(logits, labels, reduction="sum")
+            got = torch.autograd.grad(loss, [unique[t] for t in targets],
+                                      retain_graph=s < self.probes - 1)
+            by_id = dict(zip(targets, got))
+            for i, o in enumerate(outputs):
+                grads[i].append(by_id[id(o)])
+        return inputs, [o.detach() for o in outputs], grads
+
