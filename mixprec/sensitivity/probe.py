@@ -52,7 +52,8 @@ def sdpa_taps(model: nn.Module, owners: Sequence[str], tap: SdpaTap) -> Iterator
         return pre_hook
 
     def leave(module: nn.Module, args: tuple, output: object) -> None:
-        stack.pop().__exit__(None, None, None)
+        if stack:  # empty when an earlier hook raised before ours ran
+            stack.pop().__exit__(None, None, None)
 
     stack: list = []
     saved = []
