@@ -1,0 +1,135 @@
+"""deploy(): the real quantized model of a Plan, built from the CPU kernels."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from mixprec.kernels.cpu import (
+    CpuAttention,
+    FloatCast,
+    Int8Gemm,
+    WeightOnlyInt4Gemm,
+    WeightOnlyInt8Gemm,
+    default_backend,
+)
+from mixprec.kernels.cpu.int8 import check_backend
+from mixprec.kernels.registry import DEVICES, check_deployable
+from mixprec.quant.calibrate import CalibrationStats, calibrate, check_calibration
+from mixprec.quant.modules import is_identity_spec
+from mixprec.quant.observers import Observer
+from mixprec.quant.plan import Plan
+from mixprec.quant.simulate import FLOAT_SPEC, attach_attention_quant
+from mixprec.quant.spec import QuantSpec
+from mixprec.quant.units import Unit, UnitList, discover_units
+
+logger = logging.getLogger(__name__)
+
+CPU_DEVICES = ("xeon", "a15")
+ATTENTION_POINTS = ("q", "k", "p", "v")
+
+GemmBuilder = Callable[[nn.Module, QuantSpec, Observer | None, str], nn.Module]
+BUILDERS: dict[str, GemmBuilder] = {
+    "bfloat16": lambda mod, spec, obs, backend: FloatCast(mod, spec),
+    "w8a8": Int8Gemm,
+    "w8a16": lambda mod, spec, obs, backend: WeightOnlyInt8Gemm(mod, spec),
+    "w4a16": lambda mod, spec, obs, backend: WeightOnlyInt4Gemm(mod, spec),
+}
+"""Kernel name (mixprec.kernels.registry) -> module replacing a linear / conv unit."""
+
+
+@dataclass(frozen=True)
+class DeployReport:
+    """What deploy built.
+
+    Attributes:
+        device: target device.
+        backend: int8 GEMM backend (``onednn`` or ``int_mm``).
+        kernels: unit name -> kernel name, for every unit not left in fp32.
+        uncovered: units the model has that the plan does not name (left in float).
+    """
+
+    device: str
+    backend: str
+    kernels: dict[str, str] = field(default_factory=dict)
+    uncovered: tuple[str, ...] = ()
+
+
+def deploy(model: nn.Module, plan: Plan, device: str = "xeon",
+           calib: torch.Tensor | None = None, *, batch_size: int = 64,
+           units: UnitList | None = None, stats: CalibrationStats | None = None,
+           backend: str | None = None) -> nn.Module:
+    """Return a copy of ``model`` whose units run on real quantized kernels; ``model`` is untouched.
+
+    Scales match :func:`mixprec.quant.simulate`: weights use the same integer grid and static
+    activation scales come from the same calibration observers. Units the plan keeps in fp32
+    (or does not name) keep their float modules. The result carries a :class:`DeployReport`
+    as ``.deploy_report``.
+
+    Args:
+        model: the float model.
+        plan: unit name -> spec.
+        device: ``xeon`` or ``a15`` (CPU models; ``a100`` plans are checked, not built).
+        calib: calibration images (needed for static specs and to discover units).
+        batch_size: images per calibration forward pass.
+        units: the model's units, if already discovered.
+        stats: calibration statistics, if already collected.
+        backend: int8 GEMM backend; default ``onednn`` on x86, ``int_mm`` elsewhere.
+
+    Raises:
+        ValueError: unknown device, or a unit's spec has no kernel on the device (naming both).
+    """
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; known: {DEVICES}")
+    backend = backend or default_backend()
+    check_backend(backend)
+    if units is None:
+        if calib is None:
+            raise ValueError("deploy needs calib (or units) to find the model's units")
+        units = discover_units(model, calib[:1])
+    uncovered = plan.check_against(units)
+    if uncovered:
+        logger.warning("plan leaves %d unit(s) in float: %s", len(uncovered), uncovered[:8])
+    active = [u for u in units if u.name in plan and not is_identity_spec(plan[u.name])]
+    kernels = {u.name: check_deployable(u, plan[u.name], device).name for u in active}
+    if device not in CPU_DEVICES:
+        raise ValueError(f"device {device!r}: deploy builds CPU models ({CPU_DEVICES}); the "
+                         "plan fits the device's kernels, but no model builder exists for it")
+    if stats is None:
+        static = [u for u in active if plan[u.name].act_mode == "static"]
+        if static and calib is None:
+            raise ValueError(f"{len(static)} unit(s) have static specs: deploy needs calib")
+        stats = {}
+        if static:
+            check_calibration(calib)
+            stats = calibrate(model, static, calib, batch_size)
+    real = copy.deepcopy(model).eval()
+    _replace_units(real, active, plan, stats, kernels, backend)
+    real.deploy_report = DeployReport(device, backend, kernels, tuple(uncovered))
+    logger.info("deployed %d unit(s) on %s (%s int8 backend)", len(active), device, backend)
+    return real
+
+
+def _replace_units(model: nn.Module, units: list[Unit], plan: Plan, stats: CalibrationStats,
+                   kernels: dict[str, str], backend: str) -> None:
+    modules = dict(model.named_modules())
+    attention: dict[str, dict[str, QuantSpec]] = {}
+    for unit in units:
+        spec = plan[unit.name]
+        if unit.is_attention:
+            attention.setdefault(unit.module_name, {})[unit.kind] = spec
+            continue
+        build = BUILDERS[kernels[unit.name]]
+        model.set_submodule(unit.name, build(modules[unit.name], spec, stats.get(unit.name),
+                                             backend))
+    for owner, specs in attention.items():
+        points = {p: stats.get(f"{owner}:{p}") for p in ATTENTION_POINTS}
+        handler = CpuAttention(specs.get("attn_qk", FLOAT_SPEC), specs.get("attn_pv", FLOAT_SPEC),
+                               points)
+        attach_attention_quant(modules[owner], handler)
+
