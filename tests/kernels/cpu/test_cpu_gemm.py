@@ -1,0 +1,132 @@
+"""CPU GEMM modules agree with their fake-quant simulation; int8 GEMMs are exact."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from mixprec.kernels.cpu import (
+    FloatCast,
+    Int8Gemm,
+    Int8Matrix,
+    WeightOnlyInt4Gemm,
+    WeightOnlyInt8Gemm,
+    default_backend,
+    int8_bmm,
+)
+from mixprec.quant import QuantSpec
+from mixprec.quant.modules import FakeQuantConv2d, FakeQuantLinear
+from mixprec.quant.observers import Observer
+
+SQNR_DB = 35.0
+BACKENDS = ["int_mm"] + (["onednn"] if default_backend() == "onednn" else [])
+
+W8A8_STATIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="static")
+W8A8_DYNAMIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic")
+W8A8_DYNAMIC_TENSOR = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic",
+                                act_granularity="per_tensor")
+BF16 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none", float_dtype="bfloat16")
+W8A16 = QuantSpec(weight_bits=8, act_bits=16, act_mode="none", float_dtype="bfloat16")
+W8A16_FP32 = QuantSpec(weight_bits=8, act_bits=16, act_mode="none")
+W4A16_G32 = QuantSpec(weight_bits=4, act_bits=16, act_mode="none",
+                      weight_granularity="per_group", group_size=32)
+W4A16_G128_AFFINE_BF16 = QuantSpec(weight_bits=4, act_bits=16, act_mode="none",
+                                   weight_granularity="per_group", group_size=128,
+                                   weight_symmetric=False, float_dtype="bfloat16")
+W4A16_CHANNEL = QuantSpec(weight_bits=4, act_bits=16, act_mode="none")
+
+
+def sqnr(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return (10 * torch.log10(ref.pow(2).mean() / (out - ref).pow(2).mean())).item()
+
+
+def _observer(x: torch.Tensor) -> Observer:
+    obs = Observer()
+    obs.observe(x)
+    return obs
+
+
+def _build(module: nn.Module, spec: QuantSpec, obs: Observer, backend: str) -> nn.Module:
+    if spec.quantizes_acts:
+        return Int8Gemm(module, spec, obs, backend)
+    if spec.weight_bits == 8:
+        return WeightOnlyInt8Gemm(module, spec)
+    if spec.weight_bits == 4:
+        return WeightOnlyInt4Gemm(module, spec)
+    return FloatCast(module, spec)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_int8_matrix_is_exact_integer_gemm(backend):
+    gen = torch.Generator().manual_seed(0)
+    xq = torch.randint(-127, 128, (37, 96), generator=gen)
+    wq = torch.randint(-127, 128, (24, 96), generator=gen)
+    out = Int8Matrix(wq, torch.ones(24), backend).matmul(xq)
+    assert torch.equal(out, (xq.long() @ wq.long().t()).float())
+
+
+def test_int8_bmm_is_exact_with_row_and_column_scales():
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randint(-127, 128, (2, 3, 50, 32), generator=gen)
+    b = torch.randint(-127, 128, (2, 3, 20, 32), generator=gen)
+    a_scale, b_scale = torch.rand(2, 3, 50, 1) + 0.5, torch.rand(2, 3, 1, 20) + 0.5
+    ref = (a.long() @ b.long().transpose(-2, -1)).float() * a_scale * b_scale
+    assert torch.equal(int8_bmm(a, a_scale, b, b_scale), ref)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("spec", [W8A8_STATIC, W8A8_DYNAMIC, W8A8_DYNAMIC_TENSOR, BF16, W8A16,
+                                  W8A16_FP32, W4A16_G32, W4A16_G128_AFFINE_BF16, W4A16_CHANNEL],
+                         ids=lambda s: f"{s.label}-{s.float_dtype}")
+def test_linear_agrees_with_fake_quant(spec, backend):
+    torch.manual_seed(0)
+    linear = nn.Linear(96, 40)  # N=40: int4 pads N to 16s; K=96: groups of 128 pad K
+    x = torch.randn(3, 50, 96) * torch.linspace(0.2, 3, 96)
+    x_cls = x[:, 0]  # a non-contiguous input (a ViT head's)
+    sim = FakeQuantLinear(linear, spec, _observer(x))
+    real = _build(copy.deepcopy(linear), spec, _observer(x), backend)
+    with torch.inference_mode():
+        assert sqnr(real(x), sim(x)) >= SQNR_DB
+        assert sqnr(real(x_cls), sim(x_cls)) >= SQNR_DB
+    if spec.quantizes_weights:
+        assert not any(isinstance(m, nn.Linear) for m in real.modules())
+
+
+@pytest.mark.parametrize("spec", [W8A8_STATIC, W8A8_DYNAMIC, BF16, W8A16, W4A16_G32],
+                         ids=lambda s: s.label)
+def test_conv_agrees_with_fake_quant(spec):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 32, kernel_size=4, stride=4)  # a patch embedding
+    x = torch.randn(2, 3, 28, 28)
+    sim = FakeQuantConv2d(conv, spec, _observer(x.flatten(1)))
+    real = _build(copy.deepcopy(conv), spec, _observer(x.flatten(1)), BACKENDS[-1])
+    with torch.inference_mode():
+        out = real(x)
+        assert out.shape == sim(x).shape
+        assert sqnr(out, sim(x)) >= SQNR_DB
+
+
+def test_padded_strided_conv_matches_shape_and_values():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 16, kernel_size=3, stride=2, padding=1)
+    x = torch.randn(2, 4, 9, 9)
+    sim = FakeQuantConv2d(conv, W8A8_DYNAMIC, None)
+    real = Int8Gemm(copy.deepcopy(conv), W8A8_DYNAMIC, None, BACKENDS[-1])
+    with torch.inference_mode():
+        assert sqnr(real(x), sim(x)) >= SQNR_DB
+
+
+def test_weight_only_and_bf16_store_compact_weights():
+    linear = nn.Linear(64, 32)
+    assert WeightOnlyInt8Gemm(copy.deepcopy(linear), W8A16).qweight.dtype == torch.int8
+    assert WeightOnlyInt4Gemm(copy.deepcopy(linear), W4A16_G32).qweight.dtype == torch.uint8
+    assert FloatCast(copy.deepcopy(linear), BF16).inner.weight.dtype == torch.bfloat16
+
+
+def test_static_spec_without_calibration_is_refused():
+    with pytest.raises(RuntimeError, match="calibration"):
+        Int8Gemm(nn.Linear(8, 8), W8A8_STATIC, None, "int_mm")
+
