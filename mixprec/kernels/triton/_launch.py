@@ -14,17 +14,28 @@ INTERPRET: bool = bool(knobs.runtime.interpret)
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
-def pick_configs(gpu: Sequence[triton.Config], interpreter: triton.Config) -> list[triton.Config]:
-    """Autotune candidates: the GPU list, or one small config under the interpreter.
+def gemm_configs(
+    tiles: Sequence[tuple[int, int, int, int, int]], interpreter: tuple[int, int, int, int]
+) -> list[triton.Config]:
+    """Autotune candidates of a tiled GEMM: the GPU list, or one small tile in the interpreter.
 
     Args:
-        gpu: Configs to tune over on a real GPU.
-        interpreter: The single config used with ``TRITON_INTERPRET=1`` (tuning there is slow).
+        tiles: ``(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)`` to tune over on a GPU
+            (grouped launch order, ``GROUP_M=8``).
+        interpreter: ``(BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M)``, the single config used with
+            ``TRITON_INTERPRET=1`` (tuning there is slow).
 
     Returns:
         The configs to hand to ``triton.autotune``.
     """
-    return [interpreter] if INTERPRET else list(gpu)
+    if INTERPRET:
+        bm, bn, bk, gm = interpreter
+        return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": gm})]
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8},
+                      num_warps=w, num_stages=st)
+        for bm, bn, bk, w, st in tiles
+    ]
 
 
 def check_tensor(

@@ -21,7 +21,7 @@ from mixprec.kernels.triton._launch import (
     check_same_device,
     check_tensor,
     check_vector,
-    pick_configs,
+    gemm_configs,
     scalar_scale,
 )
 from mixprec.kernels.triton.quantize import quantize_per_tensor, quantize_per_token, quantize_values
@@ -114,24 +114,19 @@ def _int8_gemm_kernel(
         tl.store(out_ptrs, acc, mask=mask)
 
 
-GEMM_CONFIGS = pick_configs(
+GEMM_CONFIGS = gemm_configs(
     [
-        triton.Config(
-            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=s
-        )
-        for bm, bn, bk, w, s in [
-            (128, 256, 64, 8, 3),
-            (256, 128, 64, 8, 3),
-            (128, 128, 64, 4, 4),
-            (128, 128, 128, 8, 3),
-            (64, 128, 64, 4, 4),
-            (128, 64, 64, 4, 4),
-            (64, 64, 128, 4, 3),
-            (32, 64, 128, 4, 3),
-            (16, 64, 128, 4, 4),
-        ]
+        (128, 256, 64, 8, 3),
+        (256, 128, 64, 8, 3),
+        (128, 128, 64, 4, 4),
+        (128, 128, 128, 8, 3),
+        (64, 128, 64, 4, 4),
+        (128, 64, 64, 4, 4),
+        (64, 64, 128, 4, 3),
+        (32, 64, 128, 4, 3),
+        (16, 64, 128, 4, 4),
     ],
-    triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 2}),
+    interpreter=(16, 32, 32, 2),
 )
 
 

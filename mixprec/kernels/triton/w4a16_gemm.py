@@ -24,7 +24,7 @@ from mixprec.kernels.triton._launch import (
     check_same_device,
     check_tensor,
     check_vector,
-    pick_configs,
+    gemm_configs,
 )
 from mixprec.kernels.triton.int8_gemm import tile_ids
 
@@ -72,23 +72,18 @@ def _w4a16_kernel(
 
 
 # BLOCK_K is always a multiple of 128, hence of every supported group size.
-W4A16_CONFIGS = pick_configs(
+W4A16_CONFIGS = gemm_configs(
     [
-        triton.Config(
-            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=s
-        )
-        for bm, bn, bk, w, s in [
-            (16, 64, 128, 4, 4),
-            (16, 128, 128, 4, 3),
-            (32, 64, 128, 4, 4),
-            (64, 64, 128, 4, 3),
-            (64, 128, 128, 4, 3),
-            (128, 128, 128, 8, 3),
-            (128, 256, 128, 8, 3),
-            (64, 128, 256, 8, 3),
-        ]
+        (16, 64, 128, 4, 4),
+        (16, 128, 128, 4, 3),
+        (32, 64, 128, 4, 4),
+        (64, 64, 128, 4, 3),
+        (64, 128, 128, 4, 3),
+        (128, 128, 128, 8, 3),
+        (128, 256, 128, 8, 3),
+        (64, 128, 256, 8, 3),
     ],
-    triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 128, "GROUP_M": 2}),
+    interpreter=(16, 32, 128, 2),
 )
 
 _w4a16_tuned = triton.autotune(configs=W4A16_CONFIGS, key=["M", "N", "K", "GROUP"])(_w4a16_kernel)
