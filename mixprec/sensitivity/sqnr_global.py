@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from mixprec.quant.calibrate import CalibrationStats
-from mixprec.quant.spec import QuantSpec
+from mixprec.quant.modules import is_identity_spec
+from mixprec.quant.spec import FLOAT_BITS, QuantSpec
 from mixprec.quant.units import Unit
 from mixprec.sensitivity.metrics import METRICS, check_finite
 from mixprec.sensitivity.probe import quantized_module, unit_quantized
@@ -24,7 +26,9 @@ class SqnrGlobal(Estimator):
 
     The float inputs of every block are cached once; each (unit, candidate) pass runs only
     from the unit's block on (the thesis's per-layer SQNR analysis, without recomputing the
-    float prefix).
+    float prefix). Candidates that quantize a unit identically (attention matmuls under
+    specs that differ only in weight settings) are run once; one that leaves the unit in
+    float32 scores 0 without a pass.
 
     Args:
         metric: ``nsr`` (noise-to-signal power ratio of the logits, 10^(-SQNR/10)) or
@@ -52,13 +56,32 @@ class SqnrGlobal(Estimator):
         measure = METRICS[self.metric]
         matrix = []
         for unit in units:
-            row = []
+            row, done = [], {}
             for spec in candidates:
-                with unit_quantized(model, unit, quantized_module(model, unit, spec, stats)):
-                    output = runner.run(runner.start(unit))
-                check_finite(output, f"when unit {unit.name!r} is quantized as {spec.label}")
-                row.append(measure(output, runner.reference))
+                key = effective_spec(unit, spec)
+                if key not in done:
+                    done[key] = 0.0 if is_identity_spec(key) else self._one(
+                        model, unit, spec, stats, runner, measure)
+                row.append(done[key])
                 progress(1)
             matrix.append(row)
         return Scores(matrix, settings={"metric": self.metric, "batch_size": self.batch_size,
                                         "cached_blocks": runner.blocks_name or ""})
+
+    @staticmethod
+    def _one(model: nn.Module, unit: Unit, spec: QuantSpec, stats: CalibrationStats,
+             runner: SuffixRunner, measure: Callable[[torch.Tensor, torch.Tensor], float]
+             ) -> float:
+        with unit_quantized(model, unit, quantized_module(model, unit, spec, stats)):
+            output = runner.run(runner.start(unit))
+        check_finite(output, f"when unit {unit.name!r} is quantized as {spec.label}")
+        return measure(output, runner.reference)
+
+
+def effective_spec(unit: Unit, spec: QuantSpec) -> QuantSpec:
+    """The part of ``spec`` that acts on ``unit``: attention matmuls have no weights, so
+    candidates that differ only in weight settings quantize them identically."""
+    if not unit.is_attention:
+        return spec
+    return replace(spec, weight_bits=FLOAT_BITS, weight_granularity="per_channel",
+                   group_size=None, weight_symmetric=True)
