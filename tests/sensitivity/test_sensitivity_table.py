@@ -77,6 +77,7 @@ def test_bad_candidates_and_calibration(tiny_model, tiny_units, tiny_calib, cand
         sensitivity.estimate(tiny_model, tiny_units, candidates, bad)
 
 
+@pytest.mark.filterwarnings("ignore:module forward hook")  # quant.ModuleStack on error
 def test_non_finite_values_name_the_unit(tiny_model, tiny_units, tiny_calib, candidates):
     broken = VisionTransformer(img_size=8, patch_size=4, in_chans=1, num_classes=4,
                                embed_dim=16, depth=2, num_heads=2, mlp_ratio=2.0).eval()
