@@ -1,0 +1,160 @@
+"""deploy(): the real quantized embedded model agrees with its fake-quant simulation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mixprec import deploy
+from mixprec.kernels.cpu import CpuAttention, FloatCast, Int8Gemm, WeightOnlyInt4Gemm
+from mixprec.quant import Plan, QuantSpec, calibrate, simulate
+
+SQNR_DB = 35.0
+TOP1_GAP = 0.003
+W8A8_STATIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="static")
+W8A8_DYNAMIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic")
+BF16 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none", float_dtype="bfloat16")
+W8A16 = QuantSpec(weight_bits=8, act_bits=16, act_mode="none", float_dtype="bfloat16")
+W4A16 = QuantSpec(weight_bits=4, act_bits=16, act_mode="none", weight_granularity="per_group",
+                  group_size=32)
+FP32 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none")
+
+
+@pytest.fixture(scope="module")
+def stats(mnist_model, mnist_units, mnist_calib):
+    return calibrate(mnist_model, mnist_units, mnist_calib)
+
+
+def mixed_plan(units) -> Plan:
+    """Static and dynamic int8, weight-only int4/int8, bf16, fp32 and mixed attention."""
+    specs = []
+    for i, unit in enumerate(units):
+        if unit.kind == "conv_gemm":
+            spec = BF16
+        elif unit.kind == "attn_qk":
+            spec = W8A8_DYNAMIC if i % 2 else W8A8_STATIC
+        elif unit.kind == "attn_pv":
+            spec = BF16 if "blocks.0." in unit.name else W8A8_STATIC
+        elif unit.name == "head":
+            spec = FP32
+        elif unit.name.endswith("fc2"):
+            spec = W4A16
+        elif unit.name.endswith("proj"):
+            spec = W8A16
+        else:
+            spec = W8A8_STATIC if "blocks.1." in unit.name else W8A8_DYNAMIC
+        specs.append((unit.name, spec))
+    return Plan(tuple(specs), units.model_id, units.input_shape)
+
+
+def sqnr(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return (10 * torch.log10(ref.pow(2).mean() / (out - ref).pow(2).mean())).item()
+
+
+def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.inference_mode():
+        return (model(x).argmax(-1) == y).float().mean().item()
+
+
+def _plans(units) -> dict[str, Plan]:
+    return {"w8a8_static": Plan.uniform(units, W8A8_STATIC),
+            "w8a8_dynamic": Plan.uniform(units, W8A8_DYNAMIC),
+            "mixed": mixed_plan(units)}
+
+
+@pytest.mark.parametrize("name", ["w8a8_static", "w8a8_dynamic", "mixed"])
+def test_top1_matches_simulation(name, mnist_model, mnist_units, mnist_calib, mnist_test, stats):
+    plan = _plans(mnist_units)[name]
+    x, y = mnist_test
+    kw = {"units": mnist_units, "stats": stats}
+    real = deploy(mnist_model, plan, device="xeon", calib=mnist_calib, **kw)
+    sim = simulate(mnist_model, plan, mnist_calib, **kw)
+    assert abs(top1(real, x, y) - top1(sim, x, y)) <= TOP1_GAP
+    if name != "mixed":
+        assert not any(type(m) is nn.Linear for m in real.modules())
+
+
+@pytest.mark.parametrize("spec", [W8A8_STATIC, W8A8_DYNAMIC, BF16, W8A16, W4A16],
+                         ids=lambda s: s.label)
+def test_every_unit_agrees_with_its_simulation(spec, mnist_model, mnist_units, mnist_calib,
+                                               mnist_test, stats):
+    """Each unit's module (attention: the whole attention module) gets the simulated model's
+    input and must reproduce the simulated output within 35 dB."""
+    attention = spec.quantizes_acts
+    plan = Plan.uniform([u for u in mnist_units if attention or not u.is_attention], spec)
+    kw = {"units": mnist_units, "stats": stats}
+    real = deploy(mnist_model, plan, calib=mnist_calib, **kw)
+    sim = simulate(mnist_model, plan, mnist_calib, **kw)
+    names = sorted({u.module_name for u in mnist_units if u.name in plan})
+    inputs = _capture_inputs(sim, names, mnist_test[0][:32])
+    real_mods, sim_mods = dict(real.named_modules()), dict(sim.named_modules())
+    with torch.inference_mode():
+        for name in names:
+            got, want = real_mods[name](inputs[name]), sim_mods[name](inputs[name])
+            assert sqnr(got, want) >= SQNR_DB, name
+
+
+def _capture_inputs(model: nn.Module, names: list[str], x: torch.Tensor
+                    ) -> dict[str, torch.Tensor]:
+    inputs: dict[str, torch.Tensor] = {}
+    modules = dict(model.named_modules())
+    handles = [modules[n].register_forward_pre_hook(
+        lambda mod, args, n=n: inputs.setdefault(n, args[0])) for n in names]
+    with torch.inference_mode():
+        model(x)
+    for h in handles:
+        h.remove()
+    return inputs
+
+
+def test_deploy_builds_the_kernels_the_plan_names(mnist_model, mnist_units, mnist_calib, stats):
+    real = deploy(mnist_model, mixed_plan(mnist_units), calib=mnist_calib, units=mnist_units,
+                  stats=stats)
+    mods = dict(real.named_modules())
+    assert isinstance(mods["patch_embed.proj"], FloatCast)
+    assert isinstance(mods["blocks.0.mlp.fc2"], WeightOnlyInt4Gemm)
+    assert isinstance(mods["blocks.1.mlp.fc1"], Int8Gemm)
+    assert type(mods["head"]) is nn.Linear  # kept in fp32
+    assert isinstance(mods["blocks.0.attn.mixprec_attn_quant"], CpuAttention)
+    report = real.deploy_report
+    assert report.device == "xeon" and report.kernels["blocks.0.mlp.fc2"] == "w4a16"
+    assert "head" not in report.kernels
+
+
+def test_input_model_is_untouched(mnist_model, mnist_units, mnist_calib, stats):
+    before = {k: v.clone() for k, v in mnist_model.state_dict().items()}
+    types = [type(m) for m in mnist_model.modules()]
+    deploy(mnist_model, Plan.uniform(mnist_units, W8A8_DYNAMIC), calib=mnist_calib,
+           units=mnist_units, stats=stats)
+    assert [type(m) for m in mnist_model.modules()] == types
+    assert all(torch.equal(before[k], v) for k, v in mnist_model.state_dict().items())
+
+
+def test_spec_without_kernel_names_unit_and_device(mnist_model, mnist_units, mnist_calib):
+    w4a8 = QuantSpec(weight_bits=4, act_bits=8, act_mode="dynamic")
+    with pytest.raises(ValueError, match=r"unit 'patch_embed\.proj'.*W4A8.*'xeon'"):
+        deploy(mnist_model, Plan.uniform(mnist_units, w4a8), calib=mnist_calib,
+               units=mnist_units)
+    with pytest.raises(ValueError, match=r"unit 'patch_embed\.proj'.*'a15'"):
+        deploy(mnist_model, Plan.uniform(mnist_units, BF16), device="a15", calib=mnist_calib,
+               units=mnist_units)
+    with pytest.raises(ValueError, match="unknown device"):
+        deploy(mnist_model, Plan.uniform(mnist_units, BF16), device="tpu", calib=mnist_calib)
+
+
+def test_a100_plans_are_checked_but_not_built_on_cpu(mnist_model, mnist_units, mnist_calib):
+    fp16 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none", float_dtype="float16")
+    with pytest.raises(ValueError, match="no model builder"):
+        deploy(mnist_model, Plan.uniform(mnist_units, fp16), device="a100", calib=mnist_calib,
+               units=mnist_units)
+
+
+def test_a15_uses_the_portable_int8_backend(mnist_model, mnist_units, mnist_calib, mnist_test,
+                                            stats):
+    plan = Plan.uniform(mnist_units, W8A8_STATIC)
+    kw = {"calib": mnist_calib, "units": mnist_units, "stats": stats}
+    arm = deploy(mnist_model, plan, device="a15", backend="int_mm", **kw)
+    x86 = deploy(mnist_model, plan, device="xeon", **kw)
+    with torch.inference_mode():
+        assert sqnr(arm(mnist_test[0][:16]), x86(mnist_test[0][:16])) >= 45.0
