@@ -66,12 +66,13 @@ class Int8Matrix:
         """``(xq * x_scale) @ (q * scale)ᵀ + bias`` in float32.
 
         Args:
-            xq: symmetric int8 grid values ``[M, K]`` (any dtype; integers in [-127, 127]).
+            xq: symmetric int8 grid values ``[M, K]`` (float or wider int dtype; integers
+                in [-127, 127]).
             x_scale: one activation scale (per-row scales: pass 1 and scale the result).
             bias: ``[N]`` float bias, or None.
         """
         if self.backend == "onednn":
-            xu8 = (xq.to(torch.int16) + U8_OFFSET).to(torch.uint8)
+            xu8 = (xq + U8_OFFSET).to(torch.uint8)
             return torch.ops.onednn.qlinear_pointwise(
                 xu8, float(x_scale), U8_OFFSET, self.packed, self.scale, self.zero_points,
                 bias, 1.0, 0, torch.float32, "none", [], "")
