@@ -13,7 +13,7 @@ from torch import nn
 from mixprec.quant.calibrate import CalibrationStats
 from mixprec.quant.sdpa import SdpaCall
 from mixprec.quant.spec import QuantSpec
-from mixprec.quant.units import Unit
+from mixprec.quant.units import PV_SUFFIX, QK_SUFFIX, Unit
 from mixprec.sensitivity.probe import (
     attention_owners,
     forward_taps,
@@ -96,7 +96,7 @@ class PatchGlobal(Estimator):
             out = call.run_original()
             frozen = SdpaCall(call.q.detach(), call.k.detach(), call.v.detach(), call.attn_mask,
                               call.dropout_p, call.is_causal, call.scale, call.enable_gqa)
-            for suffix in (".qk", ".pv"):
+            for suffix in (QK_SUFFIX, PV_SUFFIX):
                 if owner + suffix in index:
                     inputs[index[owner + suffix]] = frozen
                     outputs[index[owner + suffix]] = out
