@@ -64,11 +64,9 @@ class PatchGlobal(Estimator):
                 for j in range(len(candidates)):
                     with torch.no_grad():
                         err = stand_ins[i][j](inputs[i]) - clean[i]
-                        prods = [g * err for g in grads[i]]
-                        per_image = torch.stack([p.flatten(1).sum(1) for p in prods])
-                        total[i, j] += 0.5 * per_image.double().pow(2).sum()
+                        per_token = _projections(grads[i], err)  # [batch, probes, tokens]
+                        total[i, j] += 0.5 * per_token.sum(-1).pow(2).sum()
                         if unit.kind == "linear" and err.dim() == 3:
-                            per_token = torch.stack([p.sum(-1) for p in prods]).double()
                             token = 0.5 * per_token.pow(2).sum((0, 1))
                             tokens[i, j] = tokens.get((i, j), 0) + token
             progress(1)
@@ -82,8 +80,9 @@ class PatchGlobal(Estimator):
 
     def _gradients(self, model: nn.Module, units: Sequence[Unit], chunk: torch.Tensor,
                    gen: torch.Generator
-                   ) -> tuple[list[object], list[torch.Tensor], list[list[torch.Tensor]]]:
-        """Every unit's float input and output, and ``probes`` gradients of its output."""
+                   ) -> tuple[list[object], list[torch.Tensor], list[torch.Tensor]]:
+        """Every unit's float input and output, and the gradients of its output:
+        ``[batch, tokens, probes, features]`` for token outputs, else ``[batch, probes, ...]``."""
         index = {u.name: i for i, u in enumerate(units)}
         inputs: list[object] = [None] * len(units)
         outputs: list[torch.Tensor | None] = [None] * len(units)
@@ -112,14 +111,26 @@ class PatchGlobal(Estimator):
         probs = logits.detach().float().softmax(-1)
         unique = {id(o): o for o in outputs}
         targets = list(unique)
-        grads: list[list[torch.Tensor]] = [[] for _ in units]
+        per_probe: list[tuple[torch.Tensor, ...]] = []
         for s in range(self.probes):
             labels = torch.multinomial(probs, 1, generator=gen).squeeze(1)
             loss = F.cross_entropy(logits, labels, reduction="sum")
-            got = torch.autograd.grad(loss, [unique[t] for t in targets],
-                                      retain_graph=s < self.probes - 1)
-            by_id = dict(zip(targets, got))
-            for i, o in enumerate(outputs):
-                grads[i].append(by_id[id(o)])
+            per_probe.append(torch.autograd.grad(loss, [unique[t] for t in targets],
+                                                 retain_graph=s < self.probes - 1))
+        stacked = {t: torch.stack([got[k] for got in per_probe],
+                                  dim=2 if per_probe[0][k].dim() == 3 else 1)
+                   for k, t in enumerate(targets)}
+        grads = [stacked[id(o)] for o in outputs]
         return inputs, [o.detach() for o in outputs], grads
 
+
+def _projections(grads: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
+    """``g . e`` per image, probe and token: ``[batch, probes, tokens]`` (one token for
+    outputs without a token axis), as batched matrix products (no elementwise copies)."""
+    if err.dim() == 3:  # err [batch, tokens, features], grads [batch, tokens, probes, features]
+        batch, tokens, probes, features = grads.shape
+        g = grads.reshape(batch * tokens, probes, features)
+        e = err.reshape(batch * tokens, features, 1)
+        return (g @ e).reshape(batch, tokens, probes).transpose(1, 2).double()
+    batch, probes = grads.shape[:2]
+    return (grads.reshape(batch, probes, -1) @ err.reshape(batch, -1, 1)).double()
