@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from mixprec.deploy.triton_modules import TritonAttention, TritonInt8Linear, TritonW4A16Linear
 from mixprec.kernels.cpu import (
     CpuAttention,
     FloatCast,
@@ -30,17 +32,23 @@ from mixprec.quant.units import Unit, UnitList, discover_units
 
 logger = logging.getLogger(__name__)
 
-CPU_DEVICES = ("xeon", "a15")
 ATTENTION_POINTS = ("q", "k", "p", "v")
 
 GemmBuilder = Callable[[nn.Module, QuantSpec, Observer | None, str], nn.Module]
-BUILDERS: dict[str, GemmBuilder] = {
+CPU_BUILDERS: dict[str, GemmBuilder] = {
     "bfloat16": lambda mod, spec, obs, backend: FloatCast(mod, spec),
     "w8a8": Int8Gemm,
     "w8a16": lambda mod, spec, obs, backend: WeightOnlyInt8Gemm(mod, spec),
     "w4a16": lambda mod, spec, obs, backend: WeightOnlyInt4Gemm(mod, spec),
 }
-"""Kernel name (mixprec.kernels.registry) -> module replacing a linear / conv unit."""
+"""CPU kernel name (mixprec.kernels.registry) -> module replacing a linear / conv unit."""
+TRITON_BUILDERS: dict[str, GemmBuilder] = {
+    "float16": lambda mod, spec, obs, backend: FloatCast(mod, spec),
+    "w8a8": lambda mod, spec, obs, backend: TritonInt8Linear(mod, spec, obs),
+    "w4a16": lambda mod, spec, obs, backend: TritonW4A16Linear(mod, spec),
+}
+"""``a100`` kernel name -> module (Triton kernels of this project)."""
+BUILDERS = {"xeon": CPU_BUILDERS, "a15": CPU_BUILDERS, "a100": TRITON_BUILDERS}
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,8 @@ def deploy(model: nn.Module, plan: Plan, device: str = "xeon",
     Args:
         model: the float model.
         plan: unit name -> spec.
-        device: ``xeon`` or ``a15`` (CPU models; ``a100`` plans are checked, not built).
+        device: ``xeon`` or ``a15`` (CPU kernels), or ``a100`` (Triton kernels; needs CUDA,
+            or ``TRITON_INTERPRET=1`` to run them on the CPU).
         calib: calibration images (needed for static specs and to discover units).
         batch_size: images per calibration forward pass.
         units: the model's units, if already discovered.
@@ -83,6 +92,7 @@ def deploy(model: nn.Module, plan: Plan, device: str = "xeon",
 
     Raises:
         ValueError: unknown device, or a unit's spec has no kernel on the device (naming both).
+        RuntimeError: ``a100`` without CUDA (nor the Triton interpreter).
     """
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; known: {DEVICES}")
@@ -97,9 +107,9 @@ def deploy(model: nn.Module, plan: Plan, device: str = "xeon",
         logger.warning("plan leaves %d unit(s) in float: %s", len(uncovered), uncovered[:8])
     active = [u for u in units if u.name in plan and not is_identity_spec(plan[u.name])]
     kernels = {u.name: check_deployable(u, plan[u.name], device).name for u in active}
-    if device not in CPU_DEVICES:
-        raise ValueError(f"device {device!r}: deploy builds CPU models ({CPU_DEVICES}); the "
-                         "plan fits the device's kernels, but no model builder exists for it")
+    if device == "a100" and not _triton_runs_here():
+        raise RuntimeError("device 'a100': the plan fits its kernels, but the Triton model "
+                           "needs a CUDA device (or TRITON_INTERPRET=1)")
     if stats is None:
         static = [u for u in active if plan[u.name].act_mode == "static"]
         if static and calib is None:
@@ -109,14 +119,16 @@ def deploy(model: nn.Module, plan: Plan, device: str = "xeon",
             check_calibration(calib)
             stats = calibrate(model, static, calib, batch_size)
     real = copy.deepcopy(model).eval()
-    _replace_units(real, active, plan, stats, kernels, backend)
+    _replace_units(real, active, plan, stats, kernels, device, backend)
+    if device == "a100" and torch.cuda.is_available():
+        real = real.cuda()
     real.deploy_report = DeployReport(device, backend, kernels, tuple(uncovered))
     logger.info("deployed %d unit(s) on %s (%s int8 backend)", len(active), device, backend)
     return real
 
 
 def _replace_units(model: nn.Module, units: list[Unit], plan: Plan, stats: CalibrationStats,
-                   kernels: dict[str, str], backend: str) -> None:
+                   kernels: dict[str, str], device: str, backend: str) -> None:
     modules = dict(model.named_modules())
     attention: dict[str, dict[str, QuantSpec]] = {}
     for unit in units:
@@ -124,12 +136,16 @@ def _replace_units(model: nn.Module, units: list[Unit], plan: Plan, stats: Calib
         if unit.is_attention:
             attention.setdefault(unit.module_name, {})[unit.kind] = spec
             continue
-        build = BUILDERS[kernels[unit.name]]
+        build = BUILDERS[device][kernels[unit.name]]
         model.set_submodule(unit.name, build(modules[unit.name], spec, stats.get(unit.name),
                                              backend))
     for owner, specs in attention.items():
         points = {p: stats.get(f"{owner}:{p}") for p in ATTENTION_POINTS}
-        handler = CpuAttention(specs.get("attn_qk", FLOAT_SPEC), specs.get("attn_pv", FLOAT_SPEC),
-                               points)
+        qk, pv = specs.get("attn_qk", FLOAT_SPEC), specs.get("attn_pv", FLOAT_SPEC)
+        handler = TritonAttention(qk, pv) if device == "a100" else CpuAttention(qk, pv, points)
         attach_attention_quant(modules[owner], handler)
+
+
+def _triton_runs_here() -> bool:
+    return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
 

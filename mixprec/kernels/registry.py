@@ -46,9 +46,10 @@ def _w8a8(s: QuantSpec) -> bool:
 
 
 def _weight_only(bits: int, granularities: tuple[str, ...], dtypes: tuple[str, ...],
-                 affine: bool) -> Callable[[QuantSpec], bool]:
+                 affine: bool, groups: tuple[int, ...] = INT4_GROUP_SIZES
+                 ) -> Callable[[QuantSpec], bool]:
     def accepts(s: QuantSpec) -> bool:
-        groups_ok = s.weight_granularity != "per_group" or s.group_size in INT4_GROUP_SIZES
+        groups_ok = s.weight_granularity != "per_group" or s.group_size in groups
         return (s.weight_bits == bits and not s.quantizes_acts and s.float_dtype in dtypes
                 and s.weight_granularity in granularities and groups_ok
                 and (affine or s.weight_symmetric))
@@ -86,8 +87,8 @@ KERNELS: dict[str, list[Kernel]] = {
         Kernel("float16", _ALL_KINDS, _float("float16", "bfloat16", "float32"), "fp16/bf16"),
         Kernel("w8a8", ("linear",), _w8a8, "W8A8 static/dynamic (Triton int8 GEMM)"),
         Kernel("w4a16", ("linear",),
-               _weight_only(4, ("per_group",), ("float16", "bfloat16"), False),
-               "W4A16 (Triton, symmetric groups)"),
+               _weight_only(4, ("per_group",), ("float16", "bfloat16"), False, (32, 64, 128)),
+               "W4A16 (Triton, symmetric groups of 32/64/128)"),
         Kernel("int8_qk", ("attn_qk",), lambda s: _int8_attention(s) and s.act_mode == "dynamic",
                "INT8 QKᵀ (dynamic, Triton flash attention)"),
         Kernel("fp16_pv", ("attn_pv",), _float("float16", "bfloat16"), "FP16 PV"),
