@@ -6,7 +6,7 @@ qkv 384->1152, proj 384->384, fc1 384->1536, fc2 1536->384) and of the attention
 ``F.scaled_dot_product_attention``), at batch 1 and 8 on 2 threads. All implementations of a
 shape are timed in one run, interleaved repetition by repetition; the table gives
 ``fp32 median / spec median`` (above 1: faster than fp32) and fp32's median in ms. The modules
-are the ones deploy() builds (mixprec.deploy.build.BUILDERS, picked by the kernel registry);
+are the ones deploy() builds (mixprec.deploy.build.CPU_BUILDERS, picked by the kernel registry);
 no assertions.
 
     python benchmarks/bench_cpu_kernels.py [--batches 1 8] [--reps 15] [--threads 2]
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixprec.deploy.build import BUILDERS
+from mixprec.deploy.build import CPU_BUILDERS
 from mixprec.kernels.cpu import CpuAttention
 from mixprec.kernels.registry import kernel_for
 from mixprec.quant import QuantSpec
@@ -94,7 +94,7 @@ def linear_fns(k: int, n: int, batch: int) -> dict[str, Callable[[], object]]:
     for label, (spec, backend) in LINEAR_SPECS.items():
         kernel = kernel_for("linear", spec, "xeon")
         assert kernel is not None
-        module = BUILDERS[kernel.name](nn.Linear(k, n).eval(), spec, observer, backend)
+        module = CPU_BUILDERS[kernel.name](nn.Linear(k, n).eval(), spec, observer, backend)
         fns[label] = lambda module=module: module(x)
     return fns
 

@@ -21,6 +21,16 @@ W4A16 = QuantSpec(weight_bits=4, act_bits=16, act_mode="none", weight_granularit
 FP32 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Run single-threaded: on a shared 2-core machine OpenMP barriers spin when another job
+    holds a core, which makes whole-model passes tens of times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def stats(mnist_model, mnist_units, mnist_calib):
     return calibrate(mnist_model, mnist_units, mnist_calib)
@@ -143,11 +153,16 @@ def test_spec_without_kernel_names_unit_and_device(mnist_model, mnist_units, mni
         deploy(mnist_model, Plan.uniform(mnist_units, BF16), device="tpu", calib=mnist_calib)
 
 
-def test_a100_plans_are_checked_but_not_built_on_cpu(mnist_model, mnist_units, mnist_calib):
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_a100_without_cuda_is_an_error(mnist_model, mnist_units, mnist_calib, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     fp16 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none", float_dtype="float16")
-    with pytest.raises(ValueError, match="no model builder"):
+    with pytest.raises(RuntimeError, match="needs a CUDA device"):
         deploy(mnist_model, Plan.uniform(mnist_units, fp16), device="a100", calib=mnist_calib,
                units=mnist_units)
+    with pytest.raises(ValueError, match=r"unit 'patch_embed\.proj'.*'a100'"):
+        deploy(mnist_model, Plan.uniform(mnist_units, W8A8_DYNAMIC), device="a100",
+               calib=mnist_calib, units=mnist_units)
 
 
 def test_a15_uses_the_portable_int8_backend(mnist_model, mnist_units, mnist_calib, mnist_test,
