@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     un.add_argument("--random-weights", action="store_true")
     un.add_argument("--input-shape", default="1x28x28", help="per-image shape, e.g. 3x224x224")
     un.set_defaults(func=cmd_units)
+
+    from mixprec.sensitivity.command import register as register_sensitivity
+    register_sensitivity(sub)
     return parser
 
 
