@@ -1,4 +1,4 @@
-"""deploy(): the real quantized model of a Plan, built from the CPU kernels."""
+"""deploy(): the real quantized model of a Plan: CPU kernels (xeon, a15) or Triton (a100)."""
 
 from __future__ import annotations
 
