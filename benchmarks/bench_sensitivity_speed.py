@@ -12,6 +12,7 @@ sqnr_global on every K-th unit only (the same units for both, spread over all de
 naive total is also extrapolated to all units) and ``--images`` shrinks the batch.
 
     python benchmarks/bench_sensitivity_speed.py [--images 32] [--unit-stride 1] [--threads 2]
+        [--rounds 3]
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--unit-stride", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="naive/sqnr_global alternations")
     args = parser.parse_args()
 
     import timm
@@ -76,30 +78,38 @@ def main() -> None:
     start = time.perf_counter()
     stats = quant.calibrate(model, all_units, calib, batch_size=args.images)
     t_calib = time.perf_counter() - start
-    start = time.perf_counter()
-    naive = naive_scores(model, sample, candidates, calib, stats)
-    t_naive = time.perf_counter() - start + t_calib
-    start = time.perf_counter()
-    glob = sensitivity.estimate(model, sample, candidates, calib, method="sqnr_global",
-                                batch_size=args.images)
-    t_global = time.perf_counter() - start
-    start = time.perf_counter()
-    patch = sensitivity.estimate(model, all_units, candidates, calib, method="patch_global",
-                                 batch_size=args.images)
-    t_patch = time.perf_counter() - start
+    # the methods alternate over rounds (naive and sqnr_global on a share of the units,
+    # patch_global on all, its time averaged), so that a load change on a shared machine does
+    # not land on one method only; each sqnr_global round pays its own calibration and float
+    # pass (conservative)
+    naive, glob, timed, t_naive, t_global, t_patch = [], [], [], t_calib, 0.0, 0.0
+    for r in range(args.rounds):
+        part = UnitList(sample[r:: args.rounds], all_units.model_id, all_units.input_shape,
+                        all_units.skipped)
+        start = time.perf_counter()
+        naive += naive_scores(model, part, candidates, calib, stats)
+        t_naive += time.perf_counter() - start
+        start = time.perf_counter()
+        glob += sensitivity.estimate(model, part, candidates, calib, method="sqnr_global",
+                                     batch_size=args.images).scores
+        t_global += time.perf_counter() - start
+        timed += part
+        start = time.perf_counter()
+        patch = sensitivity.estimate(model, all_units, candidates, calib,
+                                     method="patch_global", batch_size=args.images)
+        t_patch += (time.perf_counter() - start) / args.rounds
 
     scale = len(all_units) / len(sample)
     t_naive_all = t_calib + (t_naive - t_calib) * scale
     flat = lambda m: [v for row in m for v in row]  # noqa: E731
-    rho_global = spearmanr(flat(glob.scores), flat(naive)).correlation
-    picked = [all_units.index(u) for u in sample]
-    patch_rows = [patch.scores[i] for i in picked]
-    rho_patch = spearmanr(flat(patch_rows), flat(glob.scores)).correlation
+    rho_global = spearmanr(flat(glob), flat(naive)).correlation
+    patch_rows = [patch.scores[all_units.index(u)] for u in timed]
+    rho_patch = spearmanr(flat(patch_rows), flat(glob)).correlation
     print(f"calibration (shared, counted in every method): {t_calib:8.1f} s")
     print(f"naive       ({len(sample)} units): {t_naive:8.1f} s")
     print(f"sqnr_global ({len(sample)} units): {t_global:8.1f} s  -> {t_naive / t_global:5.2f}x "
           f"faster than naive; Spearman vs naive {rho_global:.4f}")
-    print(f"patch_global ({len(all_units)} units): {t_patch:8.1f} s  -> "
+    print(f"patch_global ({len(all_units)} units, mean of {args.rounds}): {t_patch:8.1f} s  -> "
           f"{t_naive_all / t_patch:5.1f}x faster than naive on all units "
           f"({t_naive_all:.0f} s{', extrapolated' if scale > 1 else ''}); "
           f"Spearman vs sqnr_global {rho_patch:.4f}")
