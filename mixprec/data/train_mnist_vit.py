@@ -43,14 +43,15 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor)
         return (model(images).argmax(-1) == labels).float().mean().item()
 
 
-def train(epochs: int, batch_size: int, lr: float, seed: int) -> tuple[torch.nn.Module, float]:
+def train(epochs: int, batch_size: int, lr: float, seed: int, weight_decay: float = 0.05,
+          label_smoothing: float = 0.1) -> tuple[torch.nn.Module, float]:
     """Train the embedded model; return it and its test accuracy."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x_train, y_train = mnist("train")
     x_test, y_test = mnist("test")
     model = build_mnist_vit()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     total, warmup = epochs * steps_per_epoch, 3 * steps_per_epoch
 
@@ -67,7 +68,7 @@ def train(epochs: int, batch_size: int, lr: float, seed: int) -> tuple[torch.nn.
         for i in range(steps_per_epoch):
             idx = order[i * batch_size:(i + 1) * batch_size]
             logits = model(augment(x_train[idx], gen))
-            loss = F.cross_entropy(logits, y_train[idx], label_smoothing=0.1)
+            loss = F.cross_entropy(logits, y_train[idx], label_smoothing=label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -87,12 +88,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name(CHECKPOINT))
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    model, acc = train(args.epochs, args.batch_size, args.lr, args.seed)
+    model, acc = train(args.epochs, args.batch_size, args.lr, args.seed, args.weight_decay,
+                       args.label_smoothing)
     checkpoint = {"config": MNIST_VIT_CONFIG, "state_dict": model.state_dict(),
-                  "meta": {"test_top1": acc, "epochs": args.epochs, "seed": args.seed,
+                  "meta": {"test_top1": acc, **{k: v for k, v in vars(args).items() if k != "out"},
                            "torch": str(torch.__version__)}}
     torch.save(checkpoint, args.out)
     print(f"test top-1 {acc:.4f}; wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")

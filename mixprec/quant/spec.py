@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -158,6 +159,23 @@ class QuantSpec:
         if unknown:
             raise ValueError(f"unknown QuantSpec field(s): {sorted(unknown)}")
         return cls(**data)
+
+
+_SPEC_NAME = re.compile(r"^w(\d+)a(\d+)(?:-(static|dynamic))?$")
+
+
+def parse_spec(text: str) -> QuantSpec:
+    """A spec from its short name: ``fp32``, ``w8a8`` (static), ``w4a8-dynamic``, ``w4a16``
+    (weight-only); other fields take their defaults."""
+    name = text.strip().lower()
+    if name in ("fp32", "float", "float32"):
+        return QuantSpec(weight_bits=FLOAT_BITS, act_bits=FLOAT_BITS, act_mode="none")
+    match = _SPEC_NAME.match(name)
+    if match is None:
+        raise ValueError(f"bad spec name {text!r}: use e.g. fp32, w8a8, w8a8-dynamic, w4a16")
+    weight_bits, act_bits = int(match[1]), int(match[2])
+    mode = "none" if act_bits == FLOAT_BITS else (match[3] or "static")
+    return QuantSpec(weight_bits=weight_bits, act_bits=act_bits, act_mode=mode)
 
 
 def _check_choice(name: str, value: object, allowed: tuple) -> None:

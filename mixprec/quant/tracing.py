@@ -35,7 +35,9 @@ class ModuleStack:
         return hook
 
     def _pop(self, module: nn.Module, args: tuple, output: object) -> None:
-        self._stack.pop()
+        # always_call hooks also run when a forward raised before its pre-hook pushed
+        if self._stack:
+            self._stack.pop()
 
 
 class fused_attention:

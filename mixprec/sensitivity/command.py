@@ -3,25 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import re
 
-from mixprec.quant.spec import QuantSpec
+from mixprec.quant.spec import parse_spec
 
 DEFAULT_CANDIDATES = ("w8a8", "w8a8-dynamic", "w4a8-dynamic", "w4a4", "w4a4-dynamic")
-_CANDIDATE = re.compile(r"^w(\d+)a(\d+)(?:-(static|dynamic))?$")
-
-
-def parse_candidate(text: str) -> QuantSpec:
-    """``w8a8`` (static), ``w4a8-dynamic``, ``w4a16`` (weight-only) -> QuantSpec."""
-    match = _CANDIDATE.match(text.lower())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"bad candidate {text!r}: use e.g. w8a8, w4a8-dynamic")
-    weight_bits, act_bits = int(match[1]), int(match[2])
-    mode = "none" if act_bits == 16 else (match[3] or "static")
-    try:
-        return QuantSpec(weight_bits=weight_bits, act_bits=act_bits, act_mode=mode)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"bad candidate {text!r}: {err}") from err
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="mnist-vit", help="mnist-vit or a timm model name")
     p.add_argument("--weights", default=None, help="state-dict file for a timm model")
     p.add_argument("--method", default="sqnr_global", choices=available())
-    p.add_argument("--candidates", nargs="+", type=parse_candidate,
-                   default=[parse_candidate(c) for c in DEFAULT_CANDIDATES],
+    p.add_argument("--candidates", nargs="+", type=parse_spec,
+                   default=[parse_spec(c) for c in DEFAULT_CANDIDATES],
                    help="specs to score, e.g. w8a8 w8a8-dynamic w4a8-dynamic w4a16")
     p.add_argument("--data", help="image folder or tensor file (default: embedded digits)")
     p.add_argument("--calib", help="calibration folder or tensor file (default: --data)")
@@ -46,11 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score every unit x candidate and write the sensitivity table (JSON)."""
-    from mixprec.cli import _load_model_and_data
+    from mixprec.cli import load_model_and_data
     from mixprec.quant import discover_units
     from mixprec.sensitivity.estimate import estimate
 
-    model, _, _, calib = _load_model_and_data(args)
+    model, _, _, calib = load_model_and_data(args)
     units = discover_units(model, calib[:1])
     table = estimate(model, units, args.candidates, calib, method=args.method, seed=args.seed,
                      batch_size=args.batch_size, progress=True)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from mixprec.quant import QuantSpec, TokenSplit
+from mixprec.quant import QuantSpec, TokenSplit, parse_spec
 
 
 def test_defaults_follow_the_mode():
@@ -54,3 +54,14 @@ def test_float_spec_properties():
     assert flt.is_float and not flt.quantizes_weights and not flt.quantizes_acts
     assert flt.label == "float-float32"
     assert QuantSpec(weight_bits=4, act_bits=16, act_mode="none").label == "W4A16"
+
+
+def test_parse_spec_names():
+    assert parse_spec("w4a8-dynamic").label == "W4A8-dynamic"
+    assert parse_spec("W8A8").act_mode == "static"
+    assert parse_spec("w4a16").label == "W4A16"
+    assert parse_spec("fp32").is_float
+    with pytest.raises(ValueError, match="bad spec name 'int8'"):
+        parse_spec("int8")
+    with pytest.raises(ValueError, match="weight_bits=5"):
+        parse_spec("w5a8")

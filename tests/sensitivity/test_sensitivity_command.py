@@ -8,19 +8,11 @@ from importlib import resources
 
 import pytest
 
-from mixprec.sensitivity.command import parse_candidate, register
+from mixprec.sensitivity.command import register
 
 needs_checkpoint = pytest.mark.skipif(
     not resources.files("mixprec.data").joinpath("mnist_vit.pt").is_file(),
     reason="embedded MNIST ViT checkpoint not present")
-
-
-def test_parse_candidate():
-    assert parse_candidate("w4a8-dynamic").label == "W4A8-dynamic"
-    assert parse_candidate("W8A8").act_mode == "static"
-    assert parse_candidate("w4a16").label == "W4A16"
-    with pytest.raises(argparse.ArgumentTypeError):
-        parse_candidate("int8")
 
 
 @needs_checkpoint
