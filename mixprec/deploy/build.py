@@ -26,13 +26,11 @@ from mixprec.quant.calibrate import CalibrationStats, calibrate, check_calibrati
 from mixprec.quant.modules import is_identity_spec
 from mixprec.quant.observers import Observer
 from mixprec.quant.plan import Plan
-from mixprec.quant.simulate import FLOAT_SPEC, attach_attention_quant
+from mixprec.quant.simulate import swap_units
 from mixprec.quant.spec import QuantSpec
 from mixprec.quant.units import Unit, UnitList, discover_units
 
 logger = logging.getLogger(__name__)
-
-ATTENTION_POINTS = ("q", "k", "p", "v")
 
 GemmBuilder = Callable[[nn.Module, QuantSpec, Observer | None, str], nn.Module]
 CPU_BUILDERS: dict[str, GemmBuilder] = {
@@ -129,21 +127,16 @@ def deploy(model: nn.Module, plan: Plan, device: str = "xeon",
 
 def _replace_units(model: nn.Module, units: list[Unit], plan: Plan, stats: CalibrationStats,
                    kernels: dict[str, str], device: str, backend: str) -> None:
-    modules = dict(model.named_modules())
-    attention: dict[str, dict[str, QuantSpec]] = {}
-    for unit in units:
-        spec = plan[unit.name]
-        if unit.is_attention:
-            attention.setdefault(unit.module_name, {})[unit.kind] = spec
-            continue
-        build = BUILDERS[device][kernels[unit.name]]
-        model.set_submodule(unit.name, build(modules[unit.name], spec, stats.get(unit.name),
-                                             backend))
-    for owner, specs in attention.items():
-        points = {p: stats.get(f"{owner}:{p}") for p in ATTENTION_POINTS}
-        qk, pv = specs.get("attn_qk", FLOAT_SPEC), specs.get("attn_pv", FLOAT_SPEC)
-        handler = TritonAttention(qk, pv) if device == "a100" else CpuAttention(qk, pv, points)
-        attach_attention_quant(modules[owner], handler)
+    builders = BUILDERS[device]
+
+    def gemm(unit: Unit, module: nn.Module, spec: QuantSpec,
+             observer: Observer | None) -> nn.Module:
+        return builders[kernels[unit.name]](module, spec, observer, backend)
+
+    def attention(qk: QuantSpec, pv: QuantSpec, points: dict) -> nn.Module:
+        return TritonAttention(qk, pv) if device == "a100" else CpuAttention(qk, pv, points)
+
+    swap_units(model, units, plan, stats, gemm, attention)
 
 
 def _triton_runs_here() -> bool:

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from mixprec.quant.calibrate import CalibrationStats, calibrate, check_calibration
+from mixprec.quant.calibrate import (
+    ATTENTION_POINTS,
+    CalibrationStats,
+    calibrate,
+    check_calibration,
+)
 from mixprec.quant.modules import (
     AttentionQuant,
     FakeQuantConv2d,
     FakeQuantLinear,
     is_identity_spec,
 )
+from mixprec.quant.observers import Observer
 from mixprec.quant.plan import Plan
 from mixprec.quant.sdpa import intercept_sdpa
 from mixprec.quant.spec import QuantSpec
@@ -77,27 +84,45 @@ def simulate(model: nn.Module, plan: Plan, calib: torch.Tensor, *, batch_size: i
     return sim
 
 
+GemmFactory = Callable[[Unit, nn.Module, QuantSpec, "Observer | None"], nn.Module]
+"""(unit, float module, spec, input observer) -> module replacing a linear / conv unit."""
+AttentionFactory = Callable[[QuantSpec, QuantSpec, dict], nn.Module]
+"""(Q·Kᵀ spec, P·V spec, observers of q/k/p/v) -> SDPA handler module."""
+
+
 def apply_plan(model: nn.Module, units: list[Unit], plan: Plan, stats: CalibrationStats) -> None:
     """Swap the modules of ``units`` in ``model`` (in place) for their fake-quant versions."""
+    swap_units(model, units, plan, stats, _fake_gemm, AttentionQuant)
+
+
+def swap_units(model: nn.Module, units: list[Unit], plan: Plan, stats: CalibrationStats,
+               gemm: GemmFactory, attention: AttentionFactory) -> None:
+    """Replace every unit of ``model`` (in place) by what the factories build for its spec.
+
+    Weight units are swapped module for module; the two matmuls of an attention module
+    are served by one SDPA handler attached to it (a missing one stays float).
+    """
     modules = dict(model.named_modules())
-    attention: dict[str, dict[str, QuantSpec]] = {}
+    by_owner: dict[str, dict[str, QuantSpec]] = {}
     for unit in units:
         spec = plan[unit.name]
         if unit.is_attention:
-            attention.setdefault(unit.module_name, {})[unit.kind] = spec
+            by_owner.setdefault(unit.module_name, {})[unit.kind] = spec
             continue
-        original = modules[unit.name]
-        observer = stats.get(unit.name)
-        if unit.kind == "linear":
-            replacement: nn.Module = FakeQuantLinear(original, spec, observer)
-        else:
-            replacement = FakeQuantConv2d(original, spec, observer)
-        _set_submodule(model, unit.name, replacement)
-    for owner, specs in attention.items():
-        points = {p: stats.get(f"{owner}:{p}") for p in ("q", "k", "p", "v")}
-        quant = AttentionQuant(specs.get("attn_qk", FLOAT_SPEC), specs.get("attn_pv", FLOAT_SPEC),
-                               points)
-        attach_attention_quant(modules[owner], quant)
+        replacement = gemm(unit, modules[unit.name], spec, stats.get(unit.name))
+        model.set_submodule(unit.name, replacement)
+    for owner, specs in by_owner.items():
+        points = {p: stats.get(f"{owner}:{p}") for p in ATTENTION_POINTS}
+        handler = attention(specs.get("attn_qk", FLOAT_SPEC), specs.get("attn_pv", FLOAT_SPEC),
+                            points)
+        attach_attention_quant(modules[owner], handler)
+
+
+def _fake_gemm(unit: Unit, module: nn.Module, spec: QuantSpec,
+               observer: Observer | None) -> nn.Module:
+    if unit.kind == "linear":
+        return FakeQuantLinear(module, spec, observer)
+    return FakeQuantConv2d(module, spec, observer)
 
 
 def attach_attention_quant(module: nn.Module, quant: nn.Module) -> None:
@@ -124,9 +149,3 @@ def _exit_attention_quant(module: nn.Module, args: tuple, output: object) -> Non
 
 def _static_units(units: list[Unit], plan: Plan) -> list[Unit]:
     return [u for u in units if plan[u.name].act_mode == "static"]
-
-
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
