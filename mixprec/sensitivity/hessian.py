@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -21,14 +20,14 @@ from mixprec.sensitivity.probe import (
     sdpa_taps,
     weight_units,
 )
-from mixprec.sensitivity.registry import Estimator, Progress, Scores
+from mixprec.sensitivity.registry import ProbedEstimator, Progress, Scores
 
 Key = tuple[str, str]
 """(unit name, tensor): tensor is ``weight``/``input`` (weight units), ``q``/``k``
 (``attn_qk``) or ``p``/``v`` (``attn_pv``)."""
 
 
-class Hessian(Estimator):
+class Hessian(ProbedEstimator):
     """Per image, ``0.5 * sum_T tr(H_T) / numel(T) * ||T - Q(T)||^2`` over the tensors ``T``
     a unit quantizes; ``H`` is the Hessian of the KL to the float output (label-free).
 
@@ -47,20 +46,11 @@ class Hessian(Estimator):
     backward.
 
     Args:
-        samples: Hutchinson probes per batch (backward passes).
+        probes: Hutchinson probes per batch (backward passes).
         batch_size: images per pass.
     """
 
     name = "hessian"
-
-    def __init__(self, samples: int = 4, batch_size: int = 64) -> None:
-        if samples < 1:
-            raise ValueError(f"samples={samples} must be at least 1")
-        self.samples = samples
-        self.batch_size = batch_size
-
-    def work(self, units: Sequence[Unit], candidates: Sequence[QuantSpec], images: int) -> int:
-        return math.ceil(images / self.batch_size)
 
     def score(self, model: nn.Module, units: Sequence[Unit], candidates: Sequence[QuantSpec],
               calib: torch.Tensor, stats: CalibrationStats, seed: int,
@@ -89,7 +79,7 @@ class Hessian(Estimator):
             density = trace[name, tensor] / numel[name, tensor]
             for j, p in enumerate(powers):
                 matrix[row[name]][j] += 0.5 * density * p / calib.shape[0]
-        return Scores(matrix, settings={"samples": self.samples, "batch_size": self.batch_size,
+        return Scores(matrix, settings={"samples": self.probes, "batch_size": self.batch_size,
                                         "loss": "kl_to_float"})
 
     def _chunk_traces(self, model: nn.Module, units: Sequence[Unit], chunk: torch.Tensor,
@@ -123,16 +113,16 @@ class Hessian(Estimator):
             logits = model(chunk)
             probs = logits.detach().double().softmax(-1)
             keys = list(probes)
-            for s in range(self.samples):
+            for s in range(self.probes):
                 u = torch.randint(0, 2, probs.shape, generator=gen).double() * 2 - 1
                 root = probs.sqrt() * u
                 r = root - probs * root.sum(-1, keepdim=True)  # H_z^(1/2) u per image
                 grads = torch.autograd.grad((logits * r.to(logits.dtype)).sum(),
                                             [probes[k] for k in keys],
-                                            retain_graph=s < self.samples - 1, allow_unused=True)
+                                            retain_graph=s < self.probes - 1, allow_unused=True)
                 for key, g in zip(keys, grads):
                     if g is not None:
-                        trace[key] += g.double().pow(2).sum().item() / self.samples
+                        trace[key] += g.double().pow(2).sum().item() / self.probes
         return values
 
 

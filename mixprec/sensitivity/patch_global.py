@@ -3,7 +3,6 @@ gradient pass (after PMQ's lightweight global sensitivity)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -21,10 +20,10 @@ from mixprec.sensitivity.probe import (
     sdpa_taps,
     weight_units,
 )
-from mixprec.sensitivity.registry import Estimator, Progress, Scores
+from mixprec.sensitivity.registry import ProbedEstimator, Progress, Scores
 
 
-class PatchGlobal(Estimator):
+class PatchGlobal(ProbedEstimator):
     """Fisher estimate of the KL to the float output caused by each unit's noise.
 
     One float forward with autograd records every unit's input and output; ``probes``
@@ -41,15 +40,6 @@ class PatchGlobal(Estimator):
     """
 
     name = "patch_global"
-
-    def __init__(self, probes: int = 4, batch_size: int = 64) -> None:
-        if probes < 1:
-            raise ValueError(f"probes={probes} must be at least 1")
-        self.probes = probes
-        self.batch_size = batch_size
-
-    def work(self, units: Sequence[Unit], candidates: Sequence[QuantSpec], images: int) -> int:
-        return math.ceil(images / self.batch_size)
 
     def score(self, model: nn.Module, units: Sequence[Unit], candidates: Sequence[QuantSpec],
               calib: torch.Tensor, stats: CalibrationStats, seed: int,

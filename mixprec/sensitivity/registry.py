@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +62,24 @@ class Estimator(ABC):
             seed: seed of any sampling the method does.
             progress: called as work items finish.
         """
+
+
+class ProbedEstimator(Estimator):
+    """An estimator that makes ``probes`` backward passes per calibration batch.
+
+    Args:
+        probes: backward passes (sampled labels or Hutchinson probes) per batch.
+        batch_size: images per pass.
+    """
+
+    def __init__(self, probes: int = 4, batch_size: int = 64) -> None:
+        if probes < 1:
+            raise ValueError(f"probes={probes} must be at least 1")
+        self.probes = probes
+        self.batch_size = batch_size
+
+    def work(self, units: Sequence[Unit], candidates: Sequence[QuantSpec], images: int) -> int:
+        return math.ceil(images / self.batch_size)
 
 
 _BUILTIN = {
