@@ -162,18 +162,21 @@ def _gemm_hook(name: str, batch: int, found: dict[str, Unit]):
         else:
             kh, kw = module.kernel_size
             k = module.in_channels * kh * kw
-            out_hw = _conv_out_hw(module, x.shape[-2:])
+            padding = module.padding if isinstance(module.padding, tuple) else (0, 0)
+            out_hw = conv_output_hw(x.shape[-2:], module.kernel_size, module.stride, padding,
+                                    module.dilation)
             found[name] = Unit(name, "conv_gemm", out_hw[0] * out_hw[1], k, module.out_channels,
                                params=module.weight.numel())
     return hook
 
 
-def _conv_out_hw(conv: nn.Conv2d, hw: torch.Size) -> tuple[int, int]:
+def conv_output_hw(hw: tuple[int, int], kernel_size: tuple[int, ...], stride: tuple[int, ...],
+                   padding: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[int, int]:
+    """Output height and width of a 2-D convolution with numeric padding."""
     out = []
     for i in range(2):
-        pad = conv.padding[i] if isinstance(conv.padding, tuple) else 0
-        span = conv.dilation[i] * (conv.kernel_size[i] - 1) + 1
-        out.append((hw[i] + 2 * pad - span) // conv.stride[i] + 1)
+        span = dilation[i] * (kernel_size[i] - 1) + 1
+        out.append((hw[i] + 2 * padding[i] - span) // stride[i] + 1)
     return out[0], out[1]
 
 

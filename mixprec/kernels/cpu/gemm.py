@@ -7,6 +7,8 @@ whose column order matches the flattened weight's) with integer weights from
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,6 +19,7 @@ from mixprec.kernels.registry import INT4_GROUP_SIZES
 from mixprec.quant.fake import integer_weight
 from mixprec.quant.observers import Observer
 from mixprec.quant.spec import QuantSpec
+from mixprec.quant.units import conv_output_hw
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 INT4_OFFSET = 8
@@ -25,7 +28,7 @@ INT4_N_MULTIPLE = 16
 """The int4 packing needs N divisible by 16: extra output rows are padded and dropped."""
 
 
-class CpuGemm(nn.Module):
+class CpuGemm(nn.Module, ABC):
     """Base class: a Linear or Conv2d computed as a row GEMM by :meth:`gemm`.
 
     Args:
@@ -57,20 +60,12 @@ class CpuGemm(nn.Module):
         cols = F.unfold(x, **self.conv)  # [B, K, L]
         rows = cols.transpose(1, 2).reshape(-1, self.in_features)
         out = self.gemm(rows, x).reshape(x.shape[0], cols.shape[-1], self.out_features)
-        h, w = self._out_hw(x.shape[-2:])
+        h, w = conv_output_hw(x.shape[-2:], **self.conv)
         return out.transpose(1, 2).reshape(x.shape[0], self.out_features, h, w).to(x.dtype)
 
+    @abstractmethod
     def gemm(self, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``rows @ Wᵀ + bias`` for GEMM rows ``[M, K]`` of the module input ``x``."""
-        raise NotImplementedError
-
-    def _out_hw(self, hw: torch.Size) -> tuple[int, int]:
-        assert self.conv is not None
-        size = []
-        for i in range(2):
-            span = self.conv["dilation"][i] * (self.conv["kernel_size"][i] - 1) + 1
-            size.append((hw[i] + 2 * self.conv["padding"][i] - span) // self.conv["stride"][i] + 1)
-        return size[0], size[1]
 
     def _add_bias(self, out: torch.Tensor) -> torch.Tensor:
         return out if self.bias is None else out + self.bias
