@@ -8,7 +8,7 @@ from importlib import resources
 
 import pytest
 
-from mixprec.sensitivity.command import register
+from mixprec.cli.sensitivity import register
 
 needs_checkpoint = pytest.mark.skipif(
     not resources.files("mixprec.data").joinpath("mnist_vit.pt").is_file(),

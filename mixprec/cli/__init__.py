@@ -1,4 +1,4 @@
-"""The ``mixprec`` command (also ``python -m mixprec``)."""
+"""The ``mixprec`` command (also ``python -m mixprec``); one module per larger subcommand."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     un.add_argument("--input-shape", default="1x28x28", help="per-image shape, e.g. 3x224x224")
     un.set_defaults(func=cmd_units)
 
-    from mixprec.sensitivity.command import register as register_sensitivity
+    from mixprec.cli.sensitivity import register as register_sensitivity
     register_sensitivity(sub)
     return parser
 
