@@ -26,6 +26,9 @@ INT4_OFFSET = 8
 """``torch._weight_int4pack_mm_for_cpu`` dequantizes ``(u4 - 8) * scale + zero``."""
 INT4_N_MULTIPLE = 16
 """The int4 packing needs N divisible by 16: extra output rows are padded and dropped."""
+INT8PACK_K_MULTIPLE = 16
+"""``torch._weight_int8pack_mm`` on CPU needs K divisible by 16 (other K crash or fail):
+K is padded with zero weights and zero inputs."""
 
 
 class CpuGemm(nn.Module, ABC):
@@ -107,17 +110,19 @@ class Int8Gemm(CpuGemm):
 
 class WeightOnlyInt8Gemm(CpuGemm):
     """W8A16: int8 per-channel weights, activations in the spec's float dtype
-    (``torch._weight_int8pack_mm``)."""
+    (``torch._weight_int8pack_mm``; K padded to a multiple of 16)."""
 
     def __init__(self, module: nn.Module, spec: QuantSpec) -> None:
         super().__init__(module, spec)
         self.dtype = TORCH_DTYPES[spec.float_dtype]
+        self.pad = (-self.in_features) % INT8PACK_K_MULTIPLE
         iw = integer_weight(module.weight, spec)
-        self.register_buffer("qweight", iw.q.to(torch.int8))
+        self.register_buffer("qweight", F.pad(iw.q.to(torch.int8), (0, self.pad)))
         self.register_buffer("scales", iw.scale.reshape(-1).to(self.dtype))
 
     def gemm(self, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        out = torch._weight_int8pack_mm(rows.to(self.dtype), self.qweight, self.scales)
+        rows = F.pad(rows.to(self.dtype), (0, self.pad)) if self.pad else rows.to(self.dtype)
+        out = torch._weight_int8pack_mm(rows, self.qweight, self.scales)
         return self._add_bias(out.float())
 
 
