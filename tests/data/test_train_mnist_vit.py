@@ -1,0 +1,22 @@
+import torch
+
+from mixprec.data.mnist_vit import build_mnist_vit
+from mixprec.data.train_mnist_vit import BACKGROUND, augment, decay_groups
+
+
+def test_norms_and_biases_do_not_decay():
+    model = build_mnist_vit()
+    decay, no_decay = decay_groups(model, 0.05)
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)] for p in no_decay["params"]} == {
+        n for n, p in model.named_parameters() if n.endswith((".bias", "norm.weight",
+                                                               "norm1.weight", "norm2.weight"))}
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_augment_keeps_shape_and_background():
+    images = torch.full((4, 1, 28, 28), BACKGROUND)
+    out = augment(images, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape
+    torch.testing.assert_close(out, images, atol=1e-4, rtol=0)
