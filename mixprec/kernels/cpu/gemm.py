@@ -31,6 +31,11 @@ INT8PACK_K_MULTIPLE = 16
 K is padded with zero weights and zero inputs."""
 
 
+def pad_inputs(rows: torch.Tensor, pad: int) -> torch.Tensor:
+    """GEMM rows with ``pad`` zero inputs appended (K padded for a kernel's alignment)."""
+    return F.pad(rows, (0, pad)) if pad else rows
+
+
 class CpuGemm(nn.Module, ABC):
     """Base class: a Linear or Conv2d computed as a row GEMM by :meth:`gemm`.
 
@@ -121,7 +126,7 @@ class WeightOnlyInt8Gemm(CpuGemm):
         self.register_buffer("scales", iw.scale.reshape(-1).to(self.dtype))
 
     def gemm(self, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        rows = F.pad(rows.to(self.dtype), (0, self.pad)) if self.pad else rows.to(self.dtype)
+        rows = pad_inputs(rows.to(self.dtype), self.pad)
         out = torch._weight_int8pack_mm(rows, self.qweight, self.scales)
         return self._add_bias(out.float())
 
@@ -160,7 +165,7 @@ class WeightOnlyInt4Gemm(CpuGemm):
         return padded[:, :: self.group]
 
     def gemm(self, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        rows = F.pad(rows.to(self.dtype), (0, self.pad)) if self.pad else rows.to(self.dtype)
+        rows = pad_inputs(rows.to(self.dtype), self.pad)
         out = torch._weight_int4pack_mm_for_cpu(rows, self.qweight, self.group,
                                                 self.scales_and_zeros)
         return self._add_bias(out[:, : self.out_features].float())
