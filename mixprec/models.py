@@ -1,4 +1,5 @@
-"""Model loading by name: the embedded ``mnist-vit`` or any timm model."""
+"""Model loading by name: the embedded ``mnist-vit`` (and ``mnist-vit-small``) or any timm
+model."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import torch
 from torch import nn
 
 EMBEDDED = "mnist-vit"
+"""The default model of every command."""
+EMBEDDED_MODELS = ("mnist-vit", "mnist-vit-small")
 
 
 def load(name: str, weights: str | Path | None = None, pretrained: bool = True) -> nn.Module:
     """Load a model in eval mode.
 
     Args:
-        name: ``mnist-vit`` (the embedded model) or a timm model name.
+        name: ``mnist-vit`` / ``mnist-vit-small`` (the embedded models) or a timm model name.
         weights: a state-dict file (``torch.save``/safetensors) for a timm model.
         pretrained: for a timm name without ``weights``: use the pretrained weights from the
             local cache (nothing is downloaded); False gives random weights.
@@ -23,14 +26,15 @@ def load(name: str, weights: str | Path | None = None, pretrained: bool = True) 
         ValueError: unknown model name.
         FileNotFoundError: pretrained weights are not cached and no ``weights`` file given.
     """
-    if name == EMBEDDED:
+    if name in EMBEDDED_MODELS:
         from mixprec.data import mnist_vit
 
-        return mnist_vit()
+        return mnist_vit(name)
     import timm
 
     if not timm.is_model(name):
-        raise ValueError(f"unknown model {name!r}: use {EMBEDDED!r} or a timm model name")
+        raise ValueError(f"unknown model {name!r}: use one of {EMBEDDED_MODELS} or a timm "
+                         "model name")
     if weights is not None:
         model = timm.create_model(name, pretrained=False)
         model.load_state_dict(_read_state_dict(Path(weights)))

@@ -1,4 +1,5 @@
-"""Shared fixtures: the embedded model and data, loaded once per session."""
+"""Shared fixtures: the small embedded model (``mnist-vit-small``, width 64: fast) and the
+embedded data, loaded once per session."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from mixprec import data, quant
 
 @pytest.fixture(scope="session")
 def mnist_model() -> torch.nn.Module:
-    return data.mnist_vit()
+    return data.mnist_vit("mnist-vit-small")
 
 
 @pytest.fixture(scope="session")

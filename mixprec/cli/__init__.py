@@ -20,8 +20,9 @@ def load_model_and_data(args: argparse.Namespace):
 
     model = models.load(args.model, weights=args.weights)
     if args.data is None:
-        if args.model != models.EMBEDDED:
-            raise SystemExit("--data is required for models other than the embedded mnist-vit")
+        if args.model not in models.EMBEDDED_MODELS:
+            raise SystemExit("--data is required for models other than the embedded "
+                             f"{' / '.join(models.EMBEDDED_MODELS)}")
         images, labels = data.mnist("test")
         calib = data.mnist("train")[0][: args.calib_size]
         return model, images, labels, calib
@@ -84,7 +85,8 @@ def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="mnist-vit", help="mnist-vit or a timm model name")
+    p.add_argument("--model", default="mnist-vit",
+                   help="mnist-vit (default), mnist-vit-small or a timm model name")
     p.add_argument("--weights", default=None, help="state-dict file for a timm model")
 
 

@@ -13,13 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixprec.kernels.cpu.activations import ACT_BITS
 from mixprec.kernels.cpu.gemm import TORCH_DTYPES
 from mixprec.quant.fake import integer_weight
 from mixprec.quant.modules import expand_kv_heads
 from mixprec.quant.observers import Observer
 from mixprec.quant.sdpa import SdpaCall
 from mixprec.quant.spec import QuantSpec
+
+TRITON_ACT_BITS = 8
+"""The Triton int8 kernels take 8-bit activations."""
 
 
 class TritonInt8Linear(nn.Module):
@@ -41,7 +43,7 @@ class TritonInt8Linear(nn.Module):
         if spec.act_mode == "static":
             if observer is None or observer.empty:
                 raise RuntimeError("static activation quantization needs calibration data")
-            self.in_scale = float(observer.qparams(ACT_BITS, True, spec.observer,
+            self.in_scale = float(observer.qparams(TRITON_ACT_BITS, True, spec.observer,
                                                    spec.percentile)[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,48 +1,88 @@
-"""Which specs have a real kernel on which device.
+"""Which specs have a real kernel on which device and runtime, and which the search proposes.
 
-A spec is deployable on a device only where a kernel exists there (DESIGN.md, "Devices and
-candidates"). :func:`kernel_for` names the kernel; :func:`check_deployable` raises an error
-naming the unit and the device when there is none.
+Devices (DESIGN.md, "Devices and candidates"):
+
+* ``cpu``: the machine at hand, whatever it is (its :func:`cpu_fingerprint` keys everything).
+  Its kernel list is built from what runs *exactly* here: the int8 paths are probed
+  (:mod:`mixprec.kernels.cpu.exactness`), so an x86 CPU without VNNI gets 8-bit activations
+  through the saturation-free ``onednn_split`` GEMMs and a fast 7-bit grid as its own spec.
+* ``xeon``, ``a15``, ``a100``: target classes (an AVX-512 VNNI Xeon, an A15-class ARM core,
+  an A100 GPU): what their kernels run, for plans and cost models made for them.
+
+Runtimes: ``torch`` (this project's modules on PyTorch / oneDNN / Triton) and
+``onnxruntime`` (an ONNX graph run by ONNX Runtime's CPU provider; CPU devices only).
+
+:func:`kernel_for` names the kernel of a spec; :func:`check_deployable` raises an error
+naming the unit, the spec and the device when there is none; :func:`candidates` lists the
+specs a search should consider by default (exact *and* worth measuring: bf16 without native
+bf16 support and weight-only int8/int4 with float32 activations deploy, but run 7x to 100x
+slower than float32 through PyTorch, so they are not proposed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 from mixprec.quant.spec import QuantSpec
-from mixprec.quant.units import Unit
+from mixprec.quant.units import UNIT_KINDS, Unit
 
 WEIGHT_KINDS = ("linear", "conv_gemm")
 ATTENTION_KINDS = ("attn_qk", "attn_pv")
 INT4_GROUP_SIZES = (32, 64, 128, 256)
+LOCAL_DEVICE = "cpu"
+TARGET_CLASSES = ("xeon", "a15", "a100")
+DEVICES = (LOCAL_DEVICE, *TARGET_CLASSES)
+CPU_DEVICES = (LOCAL_DEVICE, "xeon", "a15")
+RUNTIMES = ("torch", "onnxruntime")
+
+FP32 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none")
+BF16 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none", float_dtype="bfloat16")
+FP16 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none", float_dtype="float16")
+W8A8_STATIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="static")
+W8A8_DYNAMIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic")
+W8A7_STATIC = QuantSpec(weight_bits=8, act_bits=7, act_mode="static")
+W8A7_DYNAMIC = QuantSpec(weight_bits=8, act_bits=7, act_mode="dynamic")
+W8A16_BF16 = QuantSpec(weight_bits=8, act_bits=16, act_mode="none", float_dtype="bfloat16")
+W4A16_G32 = QuantSpec(weight_bits=4, act_bits=16, act_mode="none",
+                      weight_granularity="per_group", group_size=32)
+W4A16_G32_BF16 = QuantSpec(weight_bits=4, act_bits=16, act_mode="none",
+                           weight_granularity="per_group", group_size=32, float_dtype="bfloat16")
+W4A16_G128_FP16 = QuantSpec(weight_bits=4, act_bits=16, act_mode="none",
+                            weight_granularity="per_group", group_size=128, float_dtype="float16")
 
 
 @dataclass(frozen=True)
 class Kernel:
-    """A kernel: its name, the unit kinds it runs and the specs it accepts.
+    """A kernel: its name, the unit kinds it runs, the specs it accepts and proposes.
 
     Attributes:
-        name: kernel name (the key deploy builds a module from).
+        name: kernel name (the key deploy builds a module or graph from).
         kinds: unit kinds it runs.
         accepts: predicate over specs.
         summary: what it runs, for error messages.
+        proposes: the specs a search considers by default (may be empty: deployable only).
     """
 
     name: str
     kinds: tuple[str, ...]
     accepts: Callable[[QuantSpec], bool]
     summary: str
+    proposes: tuple[QuantSpec, ...] = ()
 
 
 def _float(*dtypes: str) -> Callable[[QuantSpec], bool]:
     return lambda s: s.is_float and s.float_dtype in dtypes
 
 
-def _w8a8(s: QuantSpec) -> bool:
-    return (s.weight_bits == 8 and s.act_bits == 8 and s.act_mode in ("static", "dynamic")
-            and s.weight_symmetric and s.act_symmetric and s.token_split is None
-            and s.weight_granularity in ("per_channel", "per_tensor"))
+def _int8_gemm(act_bits: int) -> Callable[[QuantSpec], bool]:
+    def accepts(s: QuantSpec) -> bool:
+        return (s.weight_bits == 8 and s.act_bits == act_bits
+                and s.act_mode in ("static", "dynamic") and s.weight_symmetric
+                and s.act_symmetric and s.token_split is None
+                and s.weight_granularity in ("per_channel", "per_tensor"))
+    return accepts
 
 
 def _weight_only(bits: int, granularities: tuple[str, ...], dtypes: tuple[str, ...],
@@ -56,67 +96,179 @@ def _weight_only(bits: int, granularities: tuple[str, ...], dtypes: tuple[str, .
     return accepts
 
 
-def _int8_attention(s: QuantSpec) -> bool:
-    return (s.act_bits == 8 and s.act_mode in ("static", "dynamic") and s.act_symmetric
-            and s.token_split is None)
+def _int8_attention(*act_bits: int) -> Callable[[QuantSpec], bool]:
+    def accepts(s: QuantSpec) -> bool:
+        return (s.act_bits in act_bits and s.act_mode in ("static", "dynamic")
+                and s.act_symmetric and s.token_split is None)
+    return accepts
 
 
 _ALL_KINDS = WEIGHT_KINDS + ATTENTION_KINDS
-_CPU_INT8 = [
-    Kernel("w8a8", WEIGHT_KINDS, _w8a8, "W8A8 static/dynamic (symmetric, per-channel)"),
-    Kernel("int8_attention", ATTENTION_KINDS, _int8_attention, "int8 attention matmuls"),
-]
-KERNELS: dict[str, list[Kernel]] = {
-    "xeon": [
-        Kernel("float32", _ALL_KINDS, _float("float32"), "fp32"),
-        Kernel("bfloat16", _ALL_KINDS, _float("bfloat16"), "bf16"),
-        *_CPU_INT8,
+_ANY_INT4 = ("per_channel", "per_tensor", "per_group")
+_INT8_PROPOSALS = (W8A8_STATIC, W8A8_DYNAMIC)
+_A7_PROPOSALS = (W8A7_STATIC, W8A7_DYNAMIC)
+
+
+def _float32() -> Kernel:
+    return Kernel("float32", _ALL_KINDS, _float("float32"), "fp32", (FP32,))
+
+
+def _bfloat16(native: bool) -> Kernel:
+    summary = "bf16" if native else "bf16 (emulated: no native bf16 here)"
+    return Kernel("bfloat16", _ALL_KINDS, _float("bfloat16"), summary, (BF16,) if native else ())
+
+
+def _torch_weight_only(native_bf16: bool) -> list[Kernel]:
+    dtypes = ("float32", "bfloat16")
+    return [
         Kernel("w8a16", WEIGHT_KINDS,
-               _weight_only(8, ("per_channel", "per_tensor"), ("float32", "bfloat16"), False),
-               "W8A16 weight-only (symmetric, per-channel)"),
-        Kernel("w4a16", WEIGHT_KINDS,
-               _weight_only(4, ("per_channel", "per_tensor", "per_group"),
-                            ("float32", "bfloat16"), True),
-               "W4A16 weight-only (groups of 32/64/128/256)"),
+               _weight_only(8, ("per_channel", "per_tensor"), dtypes, False),
+               "W8A16 weight-only (symmetric, per-channel)",
+               (W8A16_BF16,) if native_bf16 else ()),
+        Kernel("w4a16", WEIGHT_KINDS, _weight_only(4, _ANY_INT4, dtypes, True),
+               "W4A16 weight-only (groups of 32/64/128/256)",
+               (W4A16_G32_BF16,) if native_bf16 else ()),
+    ]
+
+
+def _ort_kernels(int8: bool, propose_a7: bool) -> list[Kernel]:
+    """ONNX Runtime's kernels; ``int8``: whether its u8 x s8 GEMMs are exact at least for
+    7-bit activations (8-bit ones then run as two 7-bit GEMMs where they saturate)."""
+    kernels = [
+        Kernel("float32", _ALL_KINDS, _float("float32"), "fp32", (FP32,)),
+        Kernel("w4a16", ("linear",), _weight_only(4, _ANY_INT4, ("float32",), True),
+               "W4A16 (MatMulNBits, float32 activations)", (W4A16_G32,)),
+    ]
+    if int8:
+        kernels += [
+            Kernel("w8a8", WEIGHT_KINDS, _int8_gemm(8),
+                   "W8A8 (QuantizeLinear + MatMulIntegerToFloat / ConvInteger)", _INT8_PROPOSALS),
+            Kernel("w8a7", WEIGHT_KINDS, _int8_gemm(7), "W8A7 (7-bit activations, same ops)",
+                   _A7_PROPOSALS if propose_a7 else ()),
+            Kernel("int8_attention", ATTENTION_KINDS, _int8_attention(8, 7),
+                   "int8 attention matmuls (MatMulInteger)", _INT8_PROPOSALS),
+        ]
+    return kernels
+
+
+_CLASS_KERNELS: dict[tuple[str, str], list[Kernel]] = {
+    ("xeon", "torch"): [
+        _float32(), _bfloat16(native=True),
+        Kernel("w8a8", WEIGHT_KINDS, _int8_gemm(8), "W8A8 static/dynamic (oneDNN, VNNI)",
+               _INT8_PROPOSALS),
+        Kernel("int8_attention", ATTENTION_KINDS, _int8_attention(8), "int8 attention matmuls",
+               _INT8_PROPOSALS),
+        *_torch_weight_only(native_bf16=True),
     ],
-    "a15": [
-        Kernel("float32", _ALL_KINDS, _float("float32"), "fp32"),
-        *_CPU_INT8,
+    ("xeon", "onnxruntime"): _ort_kernels(int8=True, propose_a7=False),
+    ("a15", "torch"): [
+        _float32(),
+        Kernel("w8a8", WEIGHT_KINDS, _int8_gemm(8), "W8A8 static/dynamic (int8 dot product)",
+               _INT8_PROPOSALS),
+        Kernel("int8_attention", ATTENTION_KINDS, _int8_attention(8), "int8 attention matmuls",
+               _INT8_PROPOSALS),
     ],
-    "a100": [
-        Kernel("float16", _ALL_KINDS, _float("float16", "bfloat16", "float32"), "fp16/bf16"),
-        Kernel("w8a8", ("linear",), _w8a8, "W8A8 static/dynamic (Triton int8 GEMM)"),
+    ("a15", "onnxruntime"): _ort_kernels(int8=True, propose_a7=False),
+    ("a100", "torch"): [
+        Kernel("float16", _ALL_KINDS, _float("float16", "bfloat16", "float32"), "fp16/bf16",
+               (FP16,)),
+        Kernel("w8a8", ("linear",), _int8_gemm(8), "W8A8 static/dynamic (Triton int8 GEMM)",
+               _INT8_PROPOSALS),
         Kernel("w4a16", ("linear",),
                _weight_only(4, ("per_group",), ("float16", "bfloat16"), False, (32, 64, 128)),
-               "W4A16 (Triton, symmetric groups of 32/64/128)"),
-        Kernel("int8_qk", ("attn_qk",), lambda s: _int8_attention(s) and s.act_mode == "dynamic",
-               "INT8 QKᵀ (dynamic, Triton flash attention)"),
-        Kernel("fp16_pv", ("attn_pv",), _float("float16", "bfloat16"), "FP16 PV"),
+               "W4A16 (Triton, symmetric groups of 32/64/128)", (W4A16_G128_FP16,)),
+        Kernel("int8_qk", ("attn_qk",), lambda s: _int8_attention(8)(s) and s.act_mode == "dynamic",
+               "INT8 QKᵀ (dynamic, Triton flash attention)", (W8A8_DYNAMIC,)),
+        Kernel("fp16_pv", ("attn_pv",), _float("float16", "bfloat16"), "FP16 PV", (FP16,)),
     ],
 }
-DEVICES = tuple(KERNELS)
 
 
-def kernel_for(kind: str, spec: QuantSpec, device: str) -> Kernel | None:
-    """The kernel that runs ``spec`` on a unit of ``kind`` on ``device``, or None."""
-    if device not in KERNELS:
+@cache
+def _local_kernels(runtime: str) -> tuple[Kernel, ...]:
+    """The kernels that compute exactly what the simulation computes on this machine."""
+    from mixprec.kernels.cpu.capabilities import cpu_fingerprint
+    from mixprec.kernels.cpu.exactness import int_mm_exact
+    from mixprec.kernels.cpu.int8 import default_backend
+
+    fingerprint = cpu_fingerprint()
+    if runtime == "onnxruntime":
+        from mixprec.kernels.ort.exactness import ort_int8_exact
+
+        return tuple(_ort_kernels(int8=ort_int8_exact(7), propose_a7=not ort_int8_exact(8)))
+    kernels = [_float32(), _bfloat16(fingerprint.has_native_bf16)]
+    backend8, backend7 = default_backend(8), default_backend(7)
+    if backend8 is not None:
+        kernels.append(Kernel("w8a8", WEIGHT_KINDS, _int8_gemm(8),
+                              f"W8A8 static/dynamic ({backend8})", _INT8_PROPOSALS))
+    if backend7 is not None:
+        # the 7-bit grid pays only where 8-bit activations need the two-GEMM split
+        proposes = _A7_PROPOSALS if backend8 != backend7 else ()
+        kernels.append(Kernel("w8a7", WEIGHT_KINDS, _int8_gemm(7),
+                              f"W8A7 static/dynamic ({backend7})", proposes))
+    if int_mm_exact():
+        kernels.append(Kernel("int8_attention", ATTENTION_KINDS, _int8_attention(8, 7),
+                              "int8 attention matmuls (torch._int_mm)", _INT8_PROPOSALS))
+    kernels += _torch_weight_only(fingerprint.has_native_bf16)
+    return tuple(kernels)
+
+
+def check_device(device: str, runtime: str = "torch") -> None:
+    """Refuse an unknown device or runtime, or a runtime the device does not have."""
+    if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; known: {DEVICES}")
-    for kernel in KERNELS[device]:
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; known: {RUNTIMES}")
+    if runtime == "onnxruntime" and device not in CPU_DEVICES:
+        raise ValueError(f"runtime 'onnxruntime' runs on the CPU devices {CPU_DEVICES}, "
+                         f"not {device!r}")
+
+
+def kernels(device: str, runtime: str = "torch") -> list[Kernel]:
+    """Every kernel of ``device`` in ``runtime`` (``cpu``: those exact on this machine)."""
+    check_device(device, runtime)
+    if device == LOCAL_DEVICE:
+        return list(_local_kernels(runtime))
+    return list(_CLASS_KERNELS[(device, runtime)])
+
+
+def kernel_for(kind: str, spec: QuantSpec, device: str, runtime: str = "torch"
+               ) -> Kernel | None:
+    """The kernel that runs ``spec`` on a unit of ``kind`` on ``device``, or None."""
+    for kernel in kernels(device, runtime):
         if kind in kernel.kinds and kernel.accepts(spec):
             return kernel
     return None
 
 
-def check_deployable(unit: Unit, spec: QuantSpec, device: str) -> Kernel:
+def check_deployable(unit: Unit, spec: QuantSpec, device: str, runtime: str = "torch"
+                     ) -> Kernel:
     """The kernel for ``unit`` under ``spec`` on ``device``.
 
     Raises:
         ValueError: no kernel on the device runs this spec; the message names the unit,
-            the spec and the device, and lists what the device runs for this unit kind.
+            the spec, the device and runtime, and lists what they run for this unit kind.
     """
-    kernel = kernel_for(unit.kind, spec, device)
+    kernel = kernel_for(unit.kind, spec, device, runtime)
     if kernel is None:
-        offered = "; ".join(k.summary for k in KERNELS[device] if unit.kind in k.kinds)
+        offered = "; ".join(k.summary for k in kernels(device, runtime) if unit.kind in k.kinds)
+        where = f"device {device!r}" + (f" (runtime {runtime!r})" if runtime != "torch" else "")
         raise ValueError(f"unit {unit.name!r} ({unit.kind}): no kernel for {spec.label} on "
-                         f"device {device!r} (it runs: {offered or 'nothing for this kind'})")
+                         f"{where} (it runs: {offered or 'nothing for this kind'})")
     return kernel
+
+
+def candidates(device: str = LOCAL_DEVICE, kind: str | None = None, runtime: str = "torch"
+               ) -> list[QuantSpec]:
+    """The specs a search considers by default for units of ``kind`` (None: any kind).
+
+    Every one deploys on ``device`` in ``runtime`` with a kernel that computes the
+    simulation's integers exactly (on ``cpu``: probed on this machine); float32 comes first.
+    """
+    if kind is not None and kind not in UNIT_KINDS:
+        raise ValueError(f"unknown unit kind {kind!r}; known: {UNIT_KINDS}")
+    found: list[QuantSpec] = []
+    for kernel in kernels(device, runtime):
+        if kind is None or kind in kernel.kinds:
+            found += [s for s in kernel.proposes if s not in found]
+    return found

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 
+from mixprec.quant.inputs import (
+    ModelInputs,
+    call_model,
+    check_inputs,
+    content_hash,
+    split,
+)
 from mixprec.quant.modules import attention_operands
 from mixprec.quant.observers import Observer
 from mixprec.quant.sdpa import SdpaCall, intercept_sdpa
@@ -22,36 +28,25 @@ CalibrationStats = dict[str, Observer]
 ``<attention FQN>:q``, ``:k``, ``:p``, ``:v`` for attention operands."""
 
 
-def check_calibration(calib: torch.Tensor) -> None:
-    """Refuse calibration data that is not a non-empty, finite, batched float tensor."""
-    if not isinstance(calib, torch.Tensor):
-        raise TypeError(f"calibration data must be a tensor, got {type(calib).__name__}")
-    if calib.dim() < 2 or calib.shape[0] == 0:
-        raise ValueError(f"calibration data is empty or unbatched (shape {tuple(calib.shape)})")
-    if not calib.is_floating_point():
-        raise TypeError(f"calibration data must be floating point, got {calib.dtype}")
-    bad = ~torch.isfinite(calib)
-    if bad.any():
-        first = int(bad.flatten(1).any(dim=1).nonzero()[0])
-        kind = "NaN" if torch.isnan(calib).any() else "Inf"
-        raise ValueError(f"calibration data contains {kind} values "
-                         f"({int(bad.sum())} elements; first in sample {first})")
+def check_calibration(calib: ModelInputs) -> None:
+    """Refuse calibration data that is not a non-empty, finite, batched tensor (images) or a
+    tuple / dict of such tensors (:func:`mixprec.quant.inputs.check_inputs`)."""
+    check_inputs(calib, "calibration data")
 
 
-def calibration_hash(calib: torch.Tensor) -> str:
+def calibration_hash(calib: ModelInputs) -> str:
     """Short content hash of calibration data (for provenance)."""
-    data = calib.detach().contiguous().cpu().numpy().tobytes()
-    return hashlib.sha256(data).hexdigest()[:16]
+    return content_hash(calib)
 
 
-def calibrate(model: nn.Module, units: Iterable[Unit], calib: torch.Tensor,
+def calibrate(model: nn.Module, units: Iterable[Unit], calib: ModelInputs,
               batch_size: int = 64, seed: int = 0) -> CalibrationStats:
     """Observe the float inputs of every unit's quantization points over ``calib``.
 
     Args:
         model: the float model (not modified).
         units: units whose inputs to observe.
-        calib: calibration batch ``[N, ...]``.
+        calib: calibration batch ``[N, ...]`` (or a tuple / dict of batched tensors).
         batch_size: images per forward pass.
         seed: seed of the observers' row sampling.
 
@@ -84,8 +79,8 @@ def calibrate(model: nn.Module, units: Iterable[Unit], calib: torch.Tensor,
 
     try:
         with stack, fused_attention(model), intercept_sdpa(on_sdpa), torch.inference_mode():
-            for chunk in calib.split(batch_size):
-                model(chunk)
+            for chunk in split(calib, batch_size):
+                call_model(model, chunk)
     finally:
         for h in handles:
             h.remove()

@@ -7,7 +7,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import torch
 from torch import nn
 
 from mixprec.quant.calibrate import (
@@ -16,6 +15,7 @@ from mixprec.quant.calibrate import (
     calibrate,
     check_calibration,
 )
+from mixprec.quant.inputs import ModelInputs, first_samples
 from mixprec.quant.modules import (
     AttentionQuant,
     FakeQuantConv2d,
@@ -49,7 +49,7 @@ class SimulationReport:
     skipped_modules: dict[str, str] = field(default_factory=dict)
 
 
-def simulate(model: nn.Module, plan: Plan, calib: torch.Tensor, *, batch_size: int = 64,
+def simulate(model: nn.Module, plan: Plan, calib: ModelInputs, *, batch_size: int = 64,
              units: UnitList | None = None, stats: CalibrationStats | None = None
              ) -> nn.Module:
     """Return a fake-quantized copy of ``model`` following ``plan``; the model is untouched.
@@ -63,14 +63,15 @@ def simulate(model: nn.Module, plan: Plan, calib: torch.Tensor, *, batch_size: i
     Args:
         model: the float model.
         plan: unit name -> spec.
-        calib: calibration images ``[N, ...]`` (finite, non-empty).
+        calib: calibration images ``[N, ...]`` (finite, non-empty), or a tuple / dict of
+            batched tensors for models with several (keyword) inputs.
         batch_size: images per calibration forward pass.
         units: the model's units, if already discovered.
         stats: calibration statistics, if already collected (e.g. by a sensitivity pass).
     """
     check_calibration(calib)
     if units is None:
-        units = discover_units(model, calib[:1])
+        units = discover_units(model, first_samples(calib, 1))
     uncovered = plan.check_against(units)
     if uncovered:
         logger.warning("plan leaves %d unit(s) in float: %s", len(uncovered), uncovered[:8])

@@ -9,13 +9,16 @@ from typing import Any, Literal
 SPEC_VERSION = 1
 
 WEIGHT_BITS = (2, 3, 4, 6, 8, 16)
-ACT_BITS = (4, 6, 8, 16)
+ACT_BITS = (4, 6, 7, 8, 16)
+"""7 bits: the activation grid whose u8 x s8 pairs cannot saturate the 16-bit sums of x86
+int8 GEMMs without VNNI (|q| <= 63: 2 * 127 * 127 < 32767)."""
 ACT_MODES = ("static", "dynamic", "none")
 WEIGHT_GRANULARITIES = ("per_channel", "per_group", "per_tensor")
 ACT_GRANULARITIES = ("per_tensor", "per_token")
 OBSERVERS = ("minmax", "percentile", "mse")
 FLOAT_DTYPES = ("float32", "bfloat16", "float16")
 
+_SHORT_DTYPES = {"bfloat16": "bf16", "float16": "fp16"}
 FLOAT_BITS = 16
 """A bit-width of 16 means "not quantized" (kept in the spec's float dtype)."""
 
@@ -136,7 +139,8 @@ class QuantSpec:
 
     @property
     def label(self) -> str:
-        """Short human label, e.g. ``W8A8-static`` or ``W4A8-dynamic-t25@8``."""
+        """Short human label, e.g. ``W8A8-static``, ``W4A8-dynamic-t25@8`` or ``W8A16-bf16``
+        (the float dtype of the unquantized parts, when it is not float32)."""
         if self.is_float:
             return f"float-{self.float_dtype}"
         w = f"W{self.weight_bits}" if self.quantizes_weights else "W16"
@@ -146,7 +150,8 @@ class QuantSpec:
         split = ""
         if self.token_split is not None:
             split = f"-t{round(self.token_split.fraction * 100)}@{self.token_split.high_bits}"
-        return f"{w}{a}{split}"
+        dtype = "" if self.float_dtype == "float32" else f"-{_SHORT_DTYPES[self.float_dtype]}"
+        return f"{w}{a}{split}{dtype}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON-ready)."""

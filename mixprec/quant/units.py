@@ -10,6 +10,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from mixprec.quant.inputs import ModelInputs, call_model, check_inputs, sample_count, sample_shape
 from mixprec.quant.sdpa import SdpaCall, intercept_sdpa
 from mixprec.quant.tracing import ModuleStack, fused_attention
 
@@ -99,7 +100,7 @@ def model_fingerprint(model: nn.Module) -> str:
     return f"{type(model).__name__}-{digest.hexdigest()[:12]}"
 
 
-def discover_units(model: nn.Module, example_input: torch.Tensor) -> UnitList:
+def discover_units(model: nn.Module, example_input: ModelInputs) -> UnitList:
     """Find every quantizable GEMM of ``model`` by running ``example_input`` through it.
 
     Units are every ``nn.Linear`` (``linear``), every ``nn.Conv2d`` with ``groups=1``
@@ -110,14 +111,18 @@ def discover_units(model: nn.Module, example_input: torch.Tensor) -> UnitList:
     Args:
         model: the model; it is not modified (attention modules' ``fused_attn`` flags are
             set during the pass and restored).
-        example_input: a batch of inputs, e.g. ``torch.randn(1, 3, 224, 224)``.
+        example_input: a batch of inputs, e.g. ``torch.randn(1, 3, 224, 224)``, or a tuple
+            or dict of batched tensors for models called with several (keyword) inputs.
 
     Returns:
         The units in execution order.
     """
-    if not isinstance(example_input, torch.Tensor) or example_input.dim() < 2:
-        raise ValueError("example_input must be a batched tensor, e.g. shape (1, 3, 224, 224)")
-    batch = example_input.shape[0]
+    try:
+        check_inputs(example_input, "example_input")
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{err}: pass a batch, e.g. shape (1, 3, 224, 224), or a dict of "
+                         "batched tensors") from err
+    batch = sample_count(example_input)
     found: dict[str, Unit] = {}
     names = {m: n for n, m in model.named_modules()}
     handles = [mod.register_forward_pre_hook(_gemm_hook(names[mod], batch, found))
@@ -131,7 +136,7 @@ def discover_units(model: nn.Module, example_input: torch.Tensor) -> UnitList:
 
     try:
         with stack, fused_attention(model), intercept_sdpa(on_sdpa), torch.inference_mode():
-            model(example_input)
+            call_model(model, example_input)
     finally:
         for h in handles:
             h.remove()
@@ -139,7 +144,7 @@ def discover_units(model: nn.Module, example_input: torch.Tensor) -> UnitList:
     for name, reason in skipped.items():
         logger.warning("module %s is not quantized: %s", name, reason)
     return UnitList(list(found.values()), model_fingerprint(model),
-                    tuple(example_input.shape[1:]), skipped)
+                    sample_shape(example_input), skipped)
 
 
 def _gemm_kind(module: nn.Module) -> str | None:

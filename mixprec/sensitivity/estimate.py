@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from mixprec.quant.calibrate import calibrate, calibration_hash, check_calibration
+from mixprec.quant.inputs import ModelInputs, sample_count, sample_shape
 from mixprec.quant.spec import QuantSpec
 from mixprec.quant.units import Unit, UnitList, model_fingerprint
 from mixprec.sensitivity.registry import create
@@ -24,7 +25,7 @@ VERSIONED_LIBRARIES = ("mixprec", "torch", "timm", "numpy")
 
 
 def estimate(model: nn.Module, units: Sequence[Unit], candidates: Sequence[QuantSpec],
-             calib: torch.Tensor, method: str = "sqnr_global", seed: int = 0, *,
+             calib: ModelInputs, method: str = "sqnr_global", seed: int = 0, *,
              batch_size: int = 64, progress: bool = False, **settings: object
              ) -> SensitivityTable:
     """Score every unit under every candidate with a registered method.
@@ -37,7 +38,7 @@ def estimate(model: nn.Module, units: Sequence[Unit], candidates: Sequence[Quant
         model: the float model (temporarily put in eval mode; left as it was found).
         units: its units (from ``quant.discover_units``).
         candidates: the specs to score (unique labels, none all-float: float costs 0).
-        calib: calibration images ``[N, ...]``.
+        calib: calibration images ``[N, ...]`` (or a tuple / dict of batched tensors).
         method: a name from :func:`available`.
         seed: seed of the observers' sampling and of any sampling the method does.
         batch_size: images per pass.
@@ -51,7 +52,7 @@ def estimate(model: nn.Module, units: Sequence[Unit], candidates: Sequence[Quant
     check_calibration(calib)
     candidates = check_candidates(candidates)
     units = units if isinstance(units, UnitList) else UnitList(
-        list(units), model_fingerprint(model), tuple(calib.shape[1:]), {})
+        list(units), model_fingerprint(model), sample_shape(calib), {})
     if not units:
         raise ValueError("no units to score")
     estimator = create(method, **settings)
@@ -65,7 +66,7 @@ def estimate(model: nn.Module, units: Sequence[Unit], candidates: Sequence[Quant
     _check_scores(scores.matrix, units, candidates)
     provenance = {
         "calibration_hash": calibration_hash(calib),
-        "calibration_size": int(calib.shape[0]),
+        "calibration_size": sample_count(calib),
         "seed": seed,
         "batch_size": batch_size,
         "settings": {k: scores.settings[k] for k in sorted(scores.settings)},
@@ -84,7 +85,7 @@ def estimate(model: nn.Module, units: Sequence[Unit], candidates: Sequence[Quant
 def _run(estimator, model, units, candidates, calib, stats, seed, progress):
     from tqdm.auto import tqdm
 
-    total = estimator.work(units, candidates, calib.shape[0])
+    total = estimator.work(units, candidates, sample_count(calib))
     with tqdm(total=total, desc=estimator.name, disable=not progress, unit="pass") as bar:
         return estimator.score(model, units, candidates, calib, stats, seed, bar.update)
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from mixprec.quant.calibrate import CalibrationStats
+from mixprec.quant.inputs import ModelInputs, call_model, primary_output, sample_count, split
 from mixprec.quant.modules import FakeQuantConv2d, expand_kv_heads
 from mixprec.quant.sdpa import SdpaCall, attention_scores
 from mixprec.quant.spec import QuantSpec
@@ -53,7 +54,7 @@ class Hessian(ProbedEstimator):
     name = "hessian"
 
     def score(self, model: nn.Module, units: Sequence[Unit], candidates: Sequence[QuantSpec],
-              calib: torch.Tensor, stats: CalibrationStats, seed: int,
+              calib: ModelInputs, stats: CalibrationStats, seed: int,
               progress: Progress) -> Scores:
         gen = torch.Generator().manual_seed(seed)
         stand_ins = {u.name: [quantized_module(model, u, c, stats) for c in candidates]
@@ -66,7 +67,7 @@ class Hessian(ProbedEstimator):
             numel[unit.name, "weight"] = weight.numel()
             for j, q in enumerate(stand_ins[unit.name]):
                 noise[unit.name, "weight"][j] = _power(q.weight - weight)
-        for chunk in calib.split(self.batch_size):
+        for chunk in split(calib, self.batch_size):
             values = self._chunk_traces(model, units, chunk, gen, trace)
             for (name, tensor), value in values.items():
                 numel[name, tensor] += value.numel()
@@ -78,11 +79,11 @@ class Hessian(ProbedEstimator):
         for (name, tensor), powers in noise.items():
             density = trace[name, tensor] / numel[name, tensor]
             for j, p in enumerate(powers):
-                matrix[row[name]][j] += 0.5 * density * p / calib.shape[0]
+                matrix[row[name]][j] += 0.5 * density * p / sample_count(calib)
         return Scores(matrix, settings={"samples": self.probes, "batch_size": self.batch_size,
                                         "loss": "kl_to_float"})
 
-    def _chunk_traces(self, model: nn.Module, units: Sequence[Unit], chunk: torch.Tensor,
+    def _chunk_traces(self, model: nn.Module, units: Sequence[Unit], chunk: ModelInputs,
                       gen: torch.Generator, trace: dict[Key, float]
                       ) -> dict[Key, torch.Tensor]:
         """Add this batch's Hutchinson trace estimates to ``trace``; return the float values
@@ -110,7 +111,7 @@ class Hessian(ProbedEstimator):
                 return p @ _perturbed(pv, "v", v, probes, values, pv in wanted)
 
             stack.enter_context(sdpa_taps(model, attention_owners(units), on_attention))
-            logits = model(chunk)
+            logits = primary_output(call_model(model, chunk))
             probs = logits.detach().double().softmax(-1)
             keys = list(probes)
             for s in range(self.probes):

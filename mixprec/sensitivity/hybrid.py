@@ -6,10 +6,10 @@ import logging
 import math
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from mixprec.quant.calibrate import calibrate, check_calibration
+from mixprec.quant.inputs import ModelInputs
 from mixprec.quant.plan import Plan
 from mixprec.quant.spec import QuantSpec
 from mixprec.quant.units import Unit, UnitList
@@ -18,7 +18,7 @@ from mixprec.sensitivity.sqnr_local import local_noise
 logger = logging.getLogger(__name__)
 
 
-def hybrid_plan(model: nn.Module, units: UnitList | Sequence[Unit], calib: torch.Tensor, *,
+def hybrid_plan(model: nn.Module, units: UnitList | Sequence[Unit], calib: ModelInputs, *,
                 weight_bits: int = 8, act_bits: int = 8, tolerance_db: float = 3.0,
                 batch_size: int = 64, seed: int = 0) -> Plan:
     """The thesis's Hybrid Quantization as a plan.

@@ -10,6 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from mixprec.quant.calibrate import CalibrationStats
+from mixprec.quant.inputs import (
+    ModelInputs,
+    call_model,
+    primary_output,
+    sample_count,
+    split,
+    with_input_grad,
+)
 from mixprec.quant.sdpa import SdpaCall
 from mixprec.quant.spec import QuantSpec
 from mixprec.quant.units import PV_SUFFIX, QK_SUFFIX, Unit
@@ -42,13 +50,13 @@ class PatchGlobal(ProbedEstimator):
     name = "patch_global"
 
     def score(self, model: nn.Module, units: Sequence[Unit], candidates: Sequence[QuantSpec],
-              calib: torch.Tensor, stats: CalibrationStats, seed: int,
+              calib: ModelInputs, stats: CalibrationStats, seed: int,
               progress: Progress) -> Scores:
         gen = torch.Generator().manual_seed(seed)
         stand_ins = [[quantized_module(model, u, c, stats) for c in candidates] for u in units]
         total = torch.zeros(len(units), len(candidates), dtype=torch.float64)
         tokens: dict[tuple[int, int], torch.Tensor] = {}
-        for chunk in calib.split(self.batch_size):
+        for chunk in split(calib, self.batch_size):
             inputs, clean, grads = self._gradients(model, units, chunk, gen)
             for i, unit in enumerate(units):
                 for j in range(len(candidates)):
@@ -60,7 +68,7 @@ class PatchGlobal(ProbedEstimator):
                             token = 0.5 * per_token.pow(2).sum((0, 1))
                             tokens[i, j] = tokens.get((i, j), 0) + token
             progress(1)
-        n = calib.shape[0] * self.probes
+        n = sample_count(calib) * self.probes
         token_scores = {
             unit.name: {c.label: tuple((tokens[i, j] / n).tolist())
                         for j, c in enumerate(candidates)}
@@ -68,7 +76,7 @@ class PatchGlobal(ProbedEstimator):
         return Scores((total / n).tolist(), token_scores,
                       settings={"probes": self.probes, "batch_size": self.batch_size})
 
-    def _gradients(self, model: nn.Module, units: Sequence[Unit], chunk: torch.Tensor,
+    def _gradients(self, model: nn.Module, units: Sequence[Unit], chunk: ModelInputs,
                    gen: torch.Generator
                    ) -> tuple[list[object], list[torch.Tensor], list[torch.Tensor]]:
         """Every unit's float input and output, and the gradients of its output:
@@ -94,7 +102,7 @@ class PatchGlobal(ProbedEstimator):
         with (torch.enable_grad(), forward_taps(model, [u.name for u in weight_units(units)],
                                                 on_weight),
               sdpa_taps(model, attention_owners(units), on_attention)):
-            logits = model(chunk.detach().requires_grad_(True))
+            logits = primary_output(call_model(model, with_input_grad(chunk)))
         missing = [u.name for u, o in zip(units, outputs) if o is None]
         if missing:
             raise RuntimeError(f"units not executed by the forward pass: {missing[:5]}")

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from mixprec.quant.calibrate import CalibrationStats
+from mixprec.quant.inputs import ModelInputs
 from mixprec.quant.modules import is_identity_spec
 from mixprec.quant.spec import FLOAT_BITS, QuantSpec
 from mixprec.quant.units import Unit
@@ -48,7 +49,7 @@ class SqnrGlobal(Estimator):
         return len(units) * len(candidates)
 
     def score(self, model: nn.Module, units: Sequence[Unit], candidates: Sequence[QuantSpec],
-              calib: torch.Tensor, stats: CalibrationStats, seed: int,
+              calib: ModelInputs, stats: CalibrationStats, seed: int,
               progress: Progress) -> Scores:
         runner = SuffixRunner(model, units, calib, self.batch_size)
         check_finite(runner.reference, "of the float model")

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mixprec.quant.calibrate import CalibrationStats
+from mixprec.quant.inputs import ModelInputs, call_model, split
 from mixprec.quant.sdpa import SdpaCall
 from mixprec.quant.spec import QuantSpec
 from mixprec.quant.units import PV_SUFFIX, QK_SUFFIX, Unit
@@ -23,7 +24,7 @@ from mixprec.sensitivity.registry import Estimator, Progress, Scores
 
 
 def local_noise(model: nn.Module, units: Sequence[Unit], spec: QuantSpec,
-                calib: torch.Tensor, stats: CalibrationStats, batch_size: int = 64
+                calib: ModelInputs, stats: CalibrationStats, batch_size: int = 64
                 ) -> dict[str, float]:
     """Noise-to-signal power ratio of every unit's output under ``spec``, each unit fed
     its float input; one float pass with hooks.
@@ -53,8 +54,8 @@ def local_noise(model: nn.Module, units: Sequence[Unit], spec: QuantSpec,
 
     with (forward_taps(model, [u.name for u in weight_units(units)], on_linear),
           sdpa_taps(model, attention_owners(units), on_attention), torch.inference_mode()):
-        for chunk in calib.split(batch_size):
-            model(chunk)
+        for chunk in split(calib, batch_size):
+            call_model(model, chunk)
     return {name: noise / max(signal, 1e-300) for name, (noise, signal) in power.items()}
 
 
@@ -75,7 +76,7 @@ class SqnrLocal(Estimator):
         return len(candidates)
 
     def score(self, model: nn.Module, units: Sequence[Unit], candidates: Sequence[QuantSpec],
-              calib: torch.Tensor, stats: CalibrationStats, seed: int,
+              calib: ModelInputs, stats: CalibrationStats, seed: int,
               progress: Progress) -> Scores:
         columns = []
         for spec in candidates:

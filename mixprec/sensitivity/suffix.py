@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from mixprec.quant.inputs import ModelInputs, call_model, first_samples, primary_output, split
 from mixprec.quant.units import Unit
 
 logger = logging.getLogger(__name__)
@@ -61,10 +62,10 @@ class SuffixRunner:
         batch_size: images per pass.
     """
 
-    def __init__(self, model: nn.Module, units: Sequence[Unit], calib: torch.Tensor,
+    def __init__(self, model: nn.Module, units: Sequence[Unit], calib: ModelInputs,
                  batch_size: int = 64) -> None:
         self.model = model
-        self.chunks = list(calib.split(batch_size))
+        self.chunks = list(split(calib, batch_size))
         self.blocks_name = find_blocks(model, units)
         self.inputs: list[list[torch.Tensor]] = []
         self.outputs: list[torch.Tensor] = []
@@ -91,19 +92,22 @@ class SuffixRunner:
         with torch.inference_mode():
             for i, chunk in enumerate(self.chunks):
                 if start < 0:
-                    outs.append(self.model(chunk))
+                    outs.append(self._forward(chunk))
                     continue
                 cached = self.inputs[i][start] if start < self.n_blocks else self.outputs[i]
                 outs.append(self._resumed(start, cached, chunk))
         return torch.cat(outs)
 
-    def _resumed(self, start: int, cached: torch.Tensor, chunk: torch.Tensor) -> torch.Tensor:
+    def _forward(self, chunk: ModelInputs) -> torch.Tensor:
+        return primary_output(call_model(self.model, chunk))
+
+    def _resumed(self, start: int, cached: torch.Tensor, chunk: ModelInputs) -> torch.Tensor:
         parent_name, _, child = self.blocks_name.rpartition(".")  # type: ignore[union-attr]
         parent = self.model.get_submodule(parent_name) if parent_name else self.model
         blocks = getattr(parent, child)
         setattr(parent, child, _Resume(blocks, start, cached))
         try:
-            return self.model(chunk)
+            return self._forward(chunk)
         finally:
             setattr(parent, child, blocks)
 
@@ -111,7 +115,7 @@ class SuffixRunner:
         if self.blocks_name is None:
             logger.info("no block sequence found: every unit runs the whole model")
             with torch.inference_mode():
-                return torch.cat([self.model(c) for c in self.chunks])
+                return torch.cat([self._forward(c) for c in self.chunks])
         blocks = self._blocks
         current: list[torch.Tensor] = []
         calls = [0]
@@ -130,7 +134,7 @@ class SuffixRunner:
             with torch.inference_mode():
                 for chunk in self.chunks:
                     current = []
-                    outs.append(self.model(chunk))
+                    outs.append(self._forward(chunk))
                     self.inputs.append(current)
         finally:
             for h in handles:
@@ -158,7 +162,7 @@ class SuffixRunner:
                    for n, m in targets.items()]
         try:
             with torch.inference_mode():
-                self.model(self.chunks[0][:1])
+                call_model(self.model, first_samples(self.chunks[0], 1))
         finally:
             for h in handles:
                 h.remove()

@@ -5,7 +5,7 @@ from mixprec.data.train_mnist_vit import BACKGROUND, augment, decay_groups
 
 
 def test_norms_and_biases_do_not_decay():
-    model = build_mnist_vit()
+    model = build_mnist_vit("mnist-vit-small")
     decay, no_decay = decay_groups(model, 0.05)
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     names = {id(p): n for n, p in model.named_parameters()}

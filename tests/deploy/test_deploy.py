@@ -7,7 +7,16 @@ import torch
 from torch import nn
 
 from mixprec import deploy
-from mixprec.kernels.cpu import CpuAttention, FloatCast, Int8Gemm, WeightOnlyInt4Gemm
+from mixprec.kernels import cpu_fingerprint
+from mixprec.kernels.cpu import (
+    CpuAttention,
+    FloatCast,
+    Int8Gemm,
+    WeightOnlyInt4Gemm,
+    exact_backends,
+)
+from mixprec.kernels.cpu.exactness import int_mm_exact
+from mixprec.kernels.registry import kernel_for
 from mixprec.quant import Plan, QuantSpec, calibrate, simulate
 
 SQNR_DB = 35.0
@@ -36,6 +45,16 @@ def stats(mnist_model, mnist_units, mnist_calib):
     return calibrate(mnist_model, mnist_units, mnist_calib)
 
 
+def here(unit, spec: QuantSpec) -> QuantSpec:
+    """``spec`` where this CPU runs it exactly, else fp32 (int8 attention needs an exact
+    ``torch._int_mm``: not on the forced no-VNNI path)."""
+    return spec if kernel_for(unit.kind, spec, "cpu") is not None else FP32
+
+
+def uniform(units, spec: QuantSpec) -> Plan:
+    return Plan.uniform(units, spec).replace({u.name: here(u, spec) for u in units})
+
+
 def mixed_plan(units) -> Plan:
     """Static and dynamic int8, weight-only int4/int8, bf16, fp32 and mixed attention."""
     specs = []
@@ -54,7 +73,7 @@ def mixed_plan(units) -> Plan:
             spec = W8A16
         else:
             spec = W8A8_STATIC if "blocks.1." in unit.name else W8A8_DYNAMIC
-        specs.append((unit.name, spec))
+        specs.append((unit.name, here(unit, spec)))
     return Plan(tuple(specs), units.model_id, units.input_shape)
 
 
@@ -68,8 +87,8 @@ def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def _plans(units) -> dict[str, Plan]:
-    return {"w8a8_static": Plan.uniform(units, W8A8_STATIC),
-            "w8a8_dynamic": Plan.uniform(units, W8A8_DYNAMIC),
+    return {"w8a8_static": uniform(units, W8A8_STATIC),
+            "w8a8_dynamic": uniform(units, W8A8_DYNAMIC),
             "mixed": mixed_plan(units)}
 
 
@@ -78,7 +97,7 @@ def test_top1_matches_simulation(name, mnist_model, mnist_units, mnist_calib, mn
     plan = _plans(mnist_units)[name]
     x, y = mnist_test
     kw = {"units": mnist_units, "stats": stats}
-    real = deploy(mnist_model, plan, device="xeon", calib=mnist_calib, **kw)
+    real = deploy(mnist_model, plan, device="cpu", calib=mnist_calib, **kw)
     sim = simulate(mnist_model, plan, mnist_calib, **kw)
     assert abs(top1(real, x, y) - top1(sim, x, y)) <= TOP1_GAP
     if name != "mixed":
@@ -92,7 +111,7 @@ def test_every_unit_agrees_with_its_simulation(spec, mnist_model, mnist_units, m
     """Each unit's module (attention: the whole attention module) gets the simulated model's
     input and must reproduce the simulated output within 35 dB."""
     attention = spec.quantizes_acts
-    plan = Plan.uniform([u for u in mnist_units if attention or not u.is_attention], spec)
+    plan = uniform([u for u in mnist_units if attention or not u.is_attention], spec)
     kw = {"units": mnist_units, "stats": stats}
     real = deploy(mnist_model, plan, calib=mnist_calib, **kw)
     sim = simulate(mnist_model, plan, mnist_calib, **kw)
@@ -128,14 +147,16 @@ def test_deploy_builds_the_kernels_the_plan_names(mnist_model, mnist_units, mnis
     assert type(mods["head"]) is nn.Linear  # kept in fp32
     assert isinstance(mods["blocks.0.attn.mixprec_attn_quant"], CpuAttention)
     report = real.deploy_report
-    assert report.device == "xeon" and report.kernels["blocks.0.mlp.fc2"] == "w4a16"
-    assert "head" not in report.kernels
+    assert report.device == "cpu" and report.runtime == "torch"
+    assert report.kernels["blocks.0.mlp.fc2"] == "w4a16" and "head" not in report.kernels
+    assert report.backends["blocks.1.mlp.fc1"] in exact_backends(8)
+    assert report.cpu == cpu_fingerprint().key
 
 
 def test_input_model_is_untouched(mnist_model, mnist_units, mnist_calib, stats):
     before = {k: v.clone() for k, v in mnist_model.state_dict().items()}
     types = [type(m) for m in mnist_model.modules()]
-    deploy(mnist_model, Plan.uniform(mnist_units, W8A8_DYNAMIC), calib=mnist_calib,
+    deploy(mnist_model, uniform(mnist_units, W8A8_DYNAMIC), calib=mnist_calib,
            units=mnist_units, stats=stats)
     assert [type(m) for m in mnist_model.modules()] == types
     assert all(torch.equal(before[k], v) for k, v in mnist_model.state_dict().items())
@@ -143,8 +164,11 @@ def test_input_model_is_untouched(mnist_model, mnist_units, mnist_calib, stats):
 
 def test_spec_without_kernel_names_unit_and_device(mnist_model, mnist_units, mnist_calib):
     w4a8 = QuantSpec(weight_bits=4, act_bits=8, act_mode="dynamic")
-    with pytest.raises(ValueError, match=r"unit 'patch_embed\.proj'.*W4A8.*'xeon'"):
+    with pytest.raises(ValueError, match=r"unit 'patch_embed\.proj'.*W4A8.*'cpu'"):
         deploy(mnist_model, Plan.uniform(mnist_units, w4a8), calib=mnist_calib,
+               units=mnist_units)
+    with pytest.raises(ValueError, match=r"unit 'patch_embed\.proj'.*W4A8.*'xeon'"):
+        deploy(mnist_model, Plan.uniform(mnist_units, w4a8), device="xeon", calib=mnist_calib,
                units=mnist_units)
     with pytest.raises(ValueError, match=r"unit 'patch_embed\.proj'.*'a15'"):
         deploy(mnist_model, Plan.uniform(mnist_units, BF16), device="a15", calib=mnist_calib,
@@ -165,11 +189,23 @@ def test_a100_without_cuda_is_an_error(mnist_model, mnist_units, mnist_calib, mo
                calib=mnist_calib, units=mnist_units)
 
 
-def test_a15_uses_the_portable_int8_backend(mnist_model, mnist_units, mnist_calib, mnist_test,
-                                            stats):
-    plan = Plan.uniform(mnist_units, W8A8_STATIC)
+@pytest.mark.skipif(not int_mm_exact(), reason="torch._int_mm saturates on this CPU")
+def test_a15_plan_runs_here_on_the_portable_int8_backend(mnist_model, mnist_units, mnist_calib,
+                                                         mnist_test, stats):
+    plan = uniform(mnist_units, W8A8_STATIC)
     kw = {"calib": mnist_calib, "units": mnist_units, "stats": stats}
     arm = deploy(mnist_model, plan, device="a15", backend="int_mm", **kw)
-    x86 = deploy(mnist_model, plan, device="xeon", **kw)
+    here = deploy(mnist_model, plan, device="cpu", **kw)
+    assert set(arm.deploy_report.backends.values()) == {"int_mm"}
     with torch.inference_mode():
-        assert sqnr(arm(mnist_test[0][:16]), x86(mnist_test[0][:16])) >= 45.0
+        assert sqnr(arm(mnist_test[0][:16]), here(mnist_test[0][:16])) >= 45.0
+
+
+def test_a_backend_that_is_not_exact_here_is_refused(mnist_model, mnist_units, mnist_calib,
+                                                     stats, monkeypatch):
+    from mixprec.deploy import build
+
+    monkeypatch.setattr(build, "exact_backends", lambda bits: ("onednn_split",))
+    with pytest.raises(ValueError, match=r"backend 'onednn' is not exact.*8-bit"):
+        deploy(mnist_model, uniform(mnist_units, W8A8_STATIC), calib=mnist_calib,
+               units=mnist_units, stats=stats, backend="onednn")

@@ -21,7 +21,7 @@ from mixprec import data, deploy, quant
 from mixprec.deploy.triton_modules import TritonAttention, TritonInt8Linear, TritonW4A16Linear
 from mixprec.quant import Plan, QuantSpec
 
-model = data.mnist_vit()
+model = data.mnist_vit("mnist-vit-small")
 x = data.mnist("test")[0][:2]
 calib = data.mnist("train")[0][:32]
 units = quant.discover_units(model, x[:1])

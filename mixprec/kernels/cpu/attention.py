@@ -4,10 +4,13 @@ Q·Kᵀ quantizes Q per row and K per row (token); P·V quantizes P per row and 
 (channel) — per tensor when static — exactly as :class:`mixprec.quant.modules.AttentionQuant`
 simulates it, so every scale factors out of the int8 x int8 -> int32 GEMM (K plays the weight
 of Q·Kᵀ, Vᵀ the weight of P·V: per-token / per-channel scales are per output channel there).
-A matmul whose spec is float runs in the spec's float dtype.
+A matmul whose spec is float runs in the spec's float dtype; when both are float in one dtype,
+the whole call runs in PyTorch's fused SDPA kernel in that dtype.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -43,6 +46,8 @@ class CpuAttention(nn.Module):
         return self.forward(call)
 
     def forward(self, call: SdpaCall) -> torch.Tensor:
+        if not self.quantizers and self.qk.float_dtype == self.pv.float_dtype:
+            return float_attention(call, TORCH_DTYPES[self.qk.float_dtype])
         k, v = expand_kv_heads(call)
         if self.qk.quantizes_acts:
             q_q, q_scale = self.quantizers["q"](call.q)
@@ -62,6 +67,16 @@ class CpuAttention(nn.Module):
         else:
             out = float_matmul(self.pv, probs, v)
         return out.to(call.q.dtype)
+
+
+def float_attention(call: SdpaCall, dtype: torch.dtype) -> torch.Tensor:
+    """The whole call in one float dtype through PyTorch's fused SDPA kernel."""
+    cast = [t.to(dtype) for t in (call.q, call.k, call.v)]
+    mask = call.attn_mask
+    if mask is not None and mask.is_floating_point():
+        mask = mask.to(dtype)
+    return replace(call, q=cast[0], k=cast[1], v=cast[2], attn_mask=mask).run_original().to(
+        call.q.dtype)
 
 
 def as_columns(row_scales: torch.Tensor) -> torch.Tensor:

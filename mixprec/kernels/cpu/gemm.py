@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixprec.kernels.cpu.activations import Int8Activation, quantize_int8
+from mixprec.kernels.cpu import native
+from mixprec.kernels.cpu.activations import Int8Activation
 from mixprec.kernels.cpu.int8 import Int8Matrix
 from mixprec.kernels.registry import INT4_GROUP_SIZES
 from mixprec.quant.fake import integer_weight
@@ -49,6 +50,7 @@ class CpuGemm(nn.Module, ABC):
         self.spec = spec
         weight = module.weight.detach()
         self.out_features, self.in_features = weight.shape[0], weight[0].numel()
+        self.weight_shape = tuple(weight.shape)
         self.conv: dict[str, tuple[int, ...]] | None = None
         if isinstance(module, nn.Conv2d):
             if isinstance(module.padding, str) or module.groups != 1 or \
@@ -75,6 +77,16 @@ class CpuGemm(nn.Module, ABC):
     def gemm(self, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``rows @ Wᵀ + bias`` for GEMM rows ``[M, K]`` of the module input ``x``."""
 
+    @abstractmethod
+    def dequantized(self) -> torch.Tensor:
+        """The weight the kernel computes with, ``[N, K]`` in float32."""
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantized weight in the float module's shape (computed on access: models
+        such as Hugging Face's ViT read ``.weight.dtype`` of their patch embedding)."""
+        return self.dequantized().reshape(self.weight_shape)
+
     def _add_bias(self, out: torch.Tensor) -> torch.Tensor:
         return out if self.bias is None else out + self.bias
 
@@ -83,34 +95,41 @@ class CpuGemm(nn.Module, ABC):
 
 
 class Int8Gemm(CpuGemm):
-    """W8A8: int8 activations (static per-tensor or dynamic) x int8 per-channel weights.
+    """W8A8 / W8A7: int8 per-channel weights x 8- or 7-bit activations (static per-tensor,
+    dynamic per-token or per-tensor), activations quantized in one fused pass.
 
     Args:
         module: the float module.
-        spec: 8-bit symmetric weights (per channel or per tensor) and activations.
+        spec: 8-bit symmetric weights (per channel or per tensor) and 8- or 7-bit symmetric
+            activations.
         observer: calibration statistics of the input (static specs).
-        backend: int8 GEMM backend (``onednn`` or ``int_mm``).
+        backend: int8 GEMM backend (:data:`mixprec.kernels.cpu.int8.BACKENDS`).
     """
 
     def __init__(self, module: nn.Module, spec: QuantSpec, observer: Observer | None,
                  backend: str) -> None:
         super().__init__(module, spec)
         iw = integer_weight(module.weight, spec)
-        self.weight = Int8Matrix(iw.q, iw.scale, backend)
+        self.matrix = Int8Matrix(iw.q, iw.scale, backend)
         self.act = Int8Activation(spec, observer)
 
+    def dequantized(self) -> torch.Tensor:
+        return self.matrix.q.float() * self.matrix.scale[:, None]
+
     def gemm(self, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if not self.act.dynamic:
-            xq = quantize_int8(rows, self.act.scale_of(rows))
-            return self.weight.matmul(xq, self.act.static_scale, self.bias)
-        if self.conv is None:
-            scale = self.act.scale_of(rows)
-        else:  # one dynamic scale per image, as the simulation's flattened conv input
-            scale = self.act.scale_of(x.flatten(1))
+        act = self.act
+        if self.conv is not None and act.dynamic:
+            # one scale per image, as the simulation quantizes the flattened conv input
+            scale = act.scale_of(x.flatten(1))
             if scale.numel() > 1:
                 scale = scale.repeat_interleave(rows.shape[0] // x.shape[0], dim=0)
-        out = self.weight.matmul(quantize_int8(rows, scale)) * scale
-        return self._add_bias(out)
+            xu8 = native.quantize_u8(rows, scale, act.qmax, act.offset)
+        else:
+            xu8, scale = act.rows_u8(rows)
+        if scale.numel() == 1:
+            return self.matrix.matmul(xu8, act.offset, float(scale), self.bias)
+        out = self.matrix.matmul(xu8, act.offset)
+        return native.scale_rows_add_bias_(out, scale, self.bias)
 
 
 class WeightOnlyInt8Gemm(CpuGemm):
@@ -124,6 +143,10 @@ class WeightOnlyInt8Gemm(CpuGemm):
         iw = integer_weight(module.weight, spec)
         self.register_buffer("qweight", F.pad(iw.q.to(torch.int8), (0, self.pad)))
         self.register_buffer("scales", iw.scale.reshape(-1).to(self.dtype))
+
+    def dequantized(self) -> torch.Tensor:
+        k = self.in_features
+        return self.qweight[:, :k].float() * self.scales.float()[:, None]
 
     def gemm(self, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         rows = pad_inputs(rows.to(self.dtype), self.pad)
@@ -159,6 +182,12 @@ class WeightOnlyInt4Gemm(CpuGemm):
         self.register_buffer("scales_and_zeros",
                              torch.stack([scale.t(), zero.t()], dim=-1).to(self.dtype).contiguous())
 
+    def dequantized(self) -> torch.Tensor:
+        eye = torch.eye(self.in_features + self.pad, dtype=self.dtype)
+        columns = torch._weight_int4pack_mm_for_cpu(eye, self.qweight, self.group,
+                                                    self.scales_and_zeros)  # [K, N] = Wᵀ
+        return columns[: self.in_features, : self.out_features].t().float()
+
     def _per_group(self, per_input: torch.Tensor) -> torch.Tensor:
         """``[N, K]`` per-input values -> ``[N, groups]`` (first input of each kernel group)."""
         padded = F.pad(per_input, (0, self.pad), mode="replicate")
@@ -185,6 +214,11 @@ class FloatCast(nn.Module):
         self.spec = spec
         self.dtype = TORCH_DTYPES[spec.float_dtype]
         self.inner = module.to(self.dtype)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The module's weight in the compute dtype."""
+        return self.inner.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(x.to(self.dtype)).to(x.dtype)

@@ -1,33 +1,62 @@
 """INT8 x INT8 -> INT32 GEMMs on the CPU, with a float epilogue (scales, bias).
 
-Two backends compute the same integers:
+Activations arrive as uint8 ``u8 = q + offset``: symmetric grid values ``q`` in
+``[-qmax, qmax]`` shifted by ``offset = qmax + 1`` (128 for 8 bits, 64 for 7 bits), which is
+also the zero point. Three backends compute the same integers:
 
-* ``onednn`` (x86): ``torch.ops.onednn.qlinear_prepack`` / ``qlinear_pointwise``, the x86
-  quantization engine's linear (u8 activations, s8 per-channel weights, VNNI/AMX), float32
-  output straight from the int32 accumulator, so no output requantization is added;
-* ``int_mm`` (any CPU, the ARM default): ``torch._int_mm`` (s8 x s8 -> s32) and the scale
-  epilogue in PyTorch.
-
-Symmetric int8 activations ``q`` in ``[-127, 127]`` reach oneDNN as ``u8 = q + 128`` with zero
-point 128: the same integer grid as the fake-quant simulation.
+* ``onednn`` (x86): ``torch.ops.onednn.qlinear_prepack`` / ``qlinear_pointwise`` (u8 x s8,
+  VNNI/AMX), float32 output straight from the int32 accumulator. Without VNNI, oneDNN adds
+  pairs of u8 x s8 products in signed 16 bits (``vpmaddubsw``): exact only while
+  ``2 * u8max * 127 <= 32767``, i.e. for 7-bit activations (``u8 <= 127``). Offered for a
+  grid only where :func:`mixprec.kernels.cpu.exactness.onednn_exact` passes.
+* ``onednn_split`` (x86 without VNNI, 8-bit activations): ``u8 = 2 * hi + lo`` with
+  ``hi = u8 >> 1 <= 127`` and ``lo = u8 & 1``: two oneDNN GEMMs that cannot saturate, added
+  in float (``(u8 - 128) = 2 * (hi - 64) + lo``).
+* ``int_mm`` (the ARM default): ``torch._int_mm`` (s8 x s8 -> s32) and the epilogue in PyTorch.
 """
 
 from __future__ import annotations
 
 import platform
+from functools import cache
 
 import torch
 
-BACKENDS = ("onednn", "int_mm")
+from mixprec.kernels.cpu.exactness import int_mm_exact, onednn_exact
+
+BACKENDS = ("onednn", "onednn_split", "int_mm")
 X86_MACHINES = ("x86_64", "amd64", "i686", "x86")
-U8_OFFSET = 128
 
 
-def default_backend() -> str:
-    """``onednn`` on x86 CPUs with oneDNN, ``int_mm`` elsewhere (ARM)."""
+def grid_max(bits: int) -> int:
+    """Largest value of the symmetric (restricted) grid of ``bits`` bits: 127, 63, ..."""
+    return 2 ** (bits - 1) - 1
+
+
+def u8_offset(bits: int) -> int:
+    """The zero point that carries a symmetric ``bits``-bit grid in uint8."""
+    return grid_max(bits) + 1
+
+
+@cache
+def exact_backends(bits: int = 8) -> tuple[str, ...]:
+    """Backends whose int32 sums are exact on this machine for ``bits``-bit activations,
+    fastest first."""
+    found = []
     if platform.machine().lower() in X86_MACHINES and torch.backends.mkldnn.is_available():
-        return "onednn"
-    return "int_mm"
+        if onednn_exact(grid_max(bits)):
+            found.append("onednn")
+        elif bits == 8 and onednn_exact(grid_max(7)):
+            found.append("onednn_split")
+    if int_mm_exact():
+        found.append("int_mm")
+    return tuple(found)
+
+
+def default_backend(bits: int = 8) -> str | None:
+    """The fastest exact backend for ``bits``-bit activations here, or None if none is."""
+    backends = exact_backends(bits)
+    return backends[0] if backends else None
 
 
 def check_backend(backend: str) -> None:
@@ -42,7 +71,7 @@ class Int8Matrix:
     Args:
         q: integer values ``[N, K]`` in ``[-127, 127]`` (any dtype).
         scale: per-row scales ``[N]`` (or broadcastable to it).
-        backend: ``onednn`` or ``int_mm``.
+        backend: one of :data:`BACKENDS`.
     """
 
     def __init__(self, q: torch.Tensor, scale: torch.Tensor, backend: str) -> None:
@@ -50,35 +79,42 @@ class Int8Matrix:
         self.backend = backend
         self.q = q.to(torch.int8).contiguous()
         self.scale = scale.float().reshape(-1).expand(self.q.shape[0]).contiguous()
-        if backend == "onednn":
+        if backend == "int_mm":
+            self.packed = self.q.t()
+        else:
             self.packed = torch.ops.onednn.qlinear_prepack(self.q, None)
             self.zero_points = torch.zeros(self.q.shape[0], dtype=torch.int64)
-        else:
-            self.packed = self.q.t()
 
     @property
     def out_features(self) -> int:
         """N: rows of the matrix, columns of the product."""
         return self.q.shape[0]
 
-    def matmul(self, xq: torch.Tensor, x_scale: float = 1.0,
+    def matmul(self, xu8: torch.Tensor, offset: int, x_scale: float = 1.0,
                bias: torch.Tensor | None = None) -> torch.Tensor:
-        """``(xq * x_scale) @ (q * scale)ᵀ + bias`` in float32.
+        """``((xu8 - offset) * x_scale) @ (q * scale)ᵀ + bias`` in float32.
 
         Args:
-            xq: symmetric int8 grid values ``[M, K]`` (float or wider int dtype; integers
-                in [-127, 127]).
+            xu8: uint8 ``[M, K]``, grid values plus ``offset``.
+            offset: the activations' zero point (:func:`u8_offset`).
             x_scale: one activation scale (per-row scales: pass 1 and scale the result).
             bias: ``[N]`` float bias, or None.
         """
         if self.backend == "onednn":
-            xu8 = (xq + U8_OFFSET).to(torch.uint8)
-            return torch.ops.onednn.qlinear_pointwise(
-                xu8, float(x_scale), U8_OFFSET, self.packed, self.scale, self.zero_points,
-                bias, 1.0, 0, torch.float32, "none", [], "")
-        acc = torch._int_mm(xq.to(torch.int8), self.packed)
-        out = acc.float() * (self.scale * float(x_scale))
+            return self._onednn(xu8, x_scale, offset, bias)
+        if self.backend == "onednn_split":
+            half = offset // 2
+            high = self._onednn(torch.bitwise_right_shift(xu8, 1), 2.0 * x_scale, half, bias)
+            return high.add_(self._onednn(torch.bitwise_and(xu8, 1), x_scale, 0, None))
+        xs8 = (xu8.to(torch.int16) - offset).to(torch.int8)
+        out = torch._int_mm(xs8, self.packed).float() * (self.scale * float(x_scale))
         return out if bias is None else out + bias
+
+    def _onednn(self, xu8: torch.Tensor, x_scale: float, zero_point: int,
+                bias: torch.Tensor | None) -> torch.Tensor:
+        return torch.ops.onednn.qlinear_pointwise(
+            xu8, float(x_scale), zero_point, self.packed, self.scale, self.zero_points,
+            bias, 1.0, 0, torch.float32, "none", [], "")
 
 
 def int8_bmm(a_q: torch.Tensor, a_scale: torch.Tensor, b_q: torch.Tensor,
@@ -86,8 +122,8 @@ def int8_bmm(a_q: torch.Tensor, a_scale: torch.Tensor, b_q: torch.Tensor,
     """Batched ``(a_q @ b_qᵀ) * a_scale * b_scale`` with int8 operands, in float32.
 
     One ``torch._int_mm`` (s8 x s8 -> s32) per matrix of the batch (attention: per image
-    and head), on every platform: at attention sizes oneDNN's per-matrix weight prepacking
-    costs several times the GEMM.
+    and head): at attention sizes oneDNN's per-matrix weight prepacking costs several times
+    the GEMM. Exact only where :func:`mixprec.kernels.cpu.exactness.int_mm_exact` passes.
 
     Args:
         a_q: int8 grid values ``[..., M, K]`` (any dtype).

@@ -14,20 +14,27 @@ from mixprec.kernels.cpu import (
     Int8Matrix,
     WeightOnlyInt4Gemm,
     WeightOnlyInt8Gemm,
-    default_backend,
+    exact_backends,
     int8_bmm,
 )
+from mixprec.kernels.cpu.exactness import int_mm_exact, onednn_exact
 from mixprec.quant import QuantSpec
+from mixprec.quant.fake import quantize_weight
 from mixprec.quant.modules import FakeQuantConv2d, FakeQuantLinear
 from mixprec.quant.observers import Observer
 
 SQNR_DB = 35.0
-BACKENDS = ["int_mm"] + (["onednn"] if default_backend() == "onednn" else [])
+BACKENDS = list(exact_backends(8)) + (
+    ["onednn_split"] if "onednn_split" not in exact_backends(8) and onednn_exact(63) else [])
+"""Every int8 backend whose sums are exact here for 8-bit activations (probed), and the
+saturation-free split wherever oneDNN's 7-bit path is exact (every x86 CPU)."""
 
 W8A8_STATIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="static")
 W8A8_DYNAMIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic")
 W8A8_DYNAMIC_TENSOR = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic",
                                 act_granularity="per_tensor")
+W8A7_STATIC = QuantSpec(weight_bits=8, act_bits=7, act_mode="static")
+W8A7_DYNAMIC = QuantSpec(weight_bits=8, act_bits=7, act_mode="dynamic")
 BF16 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none", float_dtype="bfloat16")
 W8A16 = QuantSpec(weight_bits=8, act_bits=16, act_mode="none", float_dtype="bfloat16")
 W8A16_FP32 = QuantSpec(weight_bits=8, act_bits=16, act_mode="none")
@@ -59,15 +66,22 @@ def _build(module: nn.Module, spec: QuantSpec, obs: Observer, backend: str) -> n
     return FloatCast(module, spec)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_int8_matrix_is_exact_integer_gemm(backend):
+@pytest.mark.parametrize(("backend", "bits"), [(b, 8) for b in BACKENDS]
+                         + [(b, 7) for b in exact_backends(7)])
+def test_int8_matrix_is_exact_integer_gemm(backend, bits):
+    """Random operands and the worst case of a 16-bit pair sum: every grid value at its
+    extreme (the split backend is exact on every x86 CPU, VNNI or not)."""
     gen = torch.Generator().manual_seed(0)
-    xq = torch.randint(-127, 128, (37, 96), generator=gen)
-    wq = torch.randint(-127, 128, (24, 96), generator=gen)
-    out = Int8Matrix(wq, torch.ones(24), backend).matmul(xq)
+    top = 2 ** (bits - 1) - 1
+    xq = torch.cat([torch.randint(-top, top + 1, (37, 96), generator=gen),
+                    torch.full((2, 96), top), torch.full((2, 96), -top)])
+    wq = torch.cat([torch.randint(-127, 128, (24, 96), generator=gen),
+                    torch.full((2, 96), 127), torch.full((2, 96), -127)])
+    out = Int8Matrix(wq, torch.ones(28), backend).matmul((xq + top + 1).to(torch.uint8), top + 1)
     assert torch.equal(out, (xq.long() @ wq.long().t()).float())
 
 
+@pytest.mark.skipif(not int_mm_exact(), reason="torch._int_mm saturates on this CPU")
 def test_int8_bmm_is_exact_with_row_and_column_scales():
     gen = torch.Generator().manual_seed(1)
     a = torch.randint(-127, 128, (2, 3, 50, 32), generator=gen)
@@ -78,10 +92,13 @@ def test_int8_bmm_is_exact_with_row_and_column_scales():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("spec", [W8A8_STATIC, W8A8_DYNAMIC, W8A8_DYNAMIC_TENSOR, BF16, W8A16,
-                                  W8A16_FP32, W4A16_G32, W4A16_G128_AFFINE_BF16, W4A16_CHANNEL],
+@pytest.mark.parametrize("spec", [W8A8_STATIC, W8A8_DYNAMIC, W8A8_DYNAMIC_TENSOR, W8A7_STATIC,
+                                  W8A7_DYNAMIC, BF16, W8A16, W8A16_FP32, W4A16_G32,
+                                  W4A16_G128_AFFINE_BF16, W4A16_CHANNEL],
                          ids=lambda s: f"{s.label}-{s.float_dtype}")
 def test_linear_agrees_with_fake_quant(spec, backend):
+    if spec.act_bits == 7 and backend not in exact_backends(7):
+        pytest.skip(f"{backend} is not the 7-bit path here")
     torch.manual_seed(0)
     linear = nn.Linear(96, 40)  # N=40: int4 pads N to 16s; K=96: groups of 128 pad K
     x = torch.randn(3, 50, 96) * torch.linspace(0.2, 3, 96)
@@ -125,6 +142,18 @@ def test_weight_only_and_bf16_store_compact_weights():
     assert WeightOnlyInt8Gemm(copy.deepcopy(linear), W8A16).qweight.dtype == torch.int8
     assert WeightOnlyInt4Gemm(copy.deepcopy(linear), W4A16_G32).qweight.dtype == torch.uint8
     assert FloatCast(copy.deepcopy(linear), BF16).inner.weight.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("spec", [W8A8_STATIC, W8A16, W4A16_G32, W4A16_G128_AFFINE_BF16, BF16],
+                         ids=lambda s: s.label)
+def test_weight_reads_as_the_simulated_weight(spec):
+    """Models such as Hugging Face's ViT read ``.weight.dtype`` of a unit in forward."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 20, kernel_size=4, stride=4)
+    real = _build(copy.deepcopy(conv), spec, _observer(torch.randn(2, 48)), BACKENDS[0])
+    want = quantize_weight(conv.weight, spec)
+    assert real.weight.shape == conv.weight.shape
+    torch.testing.assert_close(real.weight.float(), want.float(), rtol=1e-2, atol=1e-3)
 
 
 def test_static_spec_without_calibration_is_refused():

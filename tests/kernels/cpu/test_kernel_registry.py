@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from mixprec import kernels
 from mixprec.kernels.registry import DEVICES, check_deployable, kernel_for
 from mixprec.quant import QuantSpec, Unit
+
+W8A8_STATIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="static")
+W8A8_DYNAMIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic")
 
 LINEAR = Unit("blocks.0.mlp.fc1", "linear", 50, 96, 192, params=96 * 192)
 QK = Unit("blocks.0.attn.qk", "attn_qk", 50, 32, 50, groups=3, heads=3)
@@ -47,4 +51,38 @@ def test_no_kernel_is_an_error_naming_unit_and_device(spec, device):
 def test_unknown_device():
     with pytest.raises(ValueError, match="unknown device"):
         kernel_for("linear", QuantSpec(), "tpu")
-    assert set(DEVICES) == {"xeon", "a15", "a100"}
+    assert set(DEVICES) == {"cpu", "xeon", "a15", "a100"}
+    with pytest.raises(ValueError, match="unknown runtime"):
+        kernels.candidates("cpu", runtime="tvm")
+    with pytest.raises(ValueError, match="unknown unit kind"):
+        kernels.candidates("cpu", kind="lstm")
+    with pytest.raises(ValueError, match="runtime 'onnxruntime' runs on the CPU"):
+        kernels.candidates("a100", runtime="onnxruntime")
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+@pytest.mark.parametrize("device", ["cpu", "xeon", "a15"])
+def test_w8a8_static_and_dynamic_are_always_linear_candidates(device, runtime):
+    found = kernels.candidates(device, kind="linear", runtime=runtime)
+    assert W8A8_STATIC in found and W8A8_DYNAMIC in found
+    assert found[0].is_float and found[0].float_dtype == "float32"
+    assert len({c.label for c in found}) == len(found)
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+@pytest.mark.parametrize("kind", ["linear", "conv_gemm", "attn_qk", "attn_pv"])
+def test_every_candidate_has_a_kernel_here(kind, runtime):
+    for spec in kernels.candidates("cpu", kind=kind, runtime=runtime):
+        assert kernel_for(kind, spec, "cpu", runtime) is not None, spec.label
+
+
+def test_candidates_of_all_kinds_are_the_union():
+    union = {c for kind in ("linear", "conv_gemm", "attn_qk", "attn_pv")
+             for c in kernels.candidates("a100", kind=kind)}
+    assert set(kernels.candidates("a100")) == union
+
+
+def test_onnxruntime_has_no_bf16_kernel():
+    bf16 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none", float_dtype="bfloat16")
+    with pytest.raises(ValueError, match=r"'blocks\.0\.mlp\.fc1'.*bfloat16.*runtime 'onnxruntime'"):
+        check_deployable(LINEAR, bf16, "cpu", "onnxruntime")

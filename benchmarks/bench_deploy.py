@@ -1,0 +1,247 @@
+"""Whole-model latency of deployed plans against what users run instead, measured side by side.
+
+For each model and batch size: torch fp32, torch bf16, torch.ao dynamic int8 (what PyTorch
+users run), ONNX Runtime fp32 and ONNX Runtime's one-line ``quantize_dynamic`` int8 (what
+ONNX users run), and mixprec-deployed plans in both runtimes: uniform W8A8 static, uniform
+W8A8 dynamic, 4-bit weight-only, the Hybrid Quantization plan, and hand-built mixed plans.
+Uniform plans cover the GEMM units (linears, patch embedding); attention matmuls stay fp32
+(int8 attention is slower than PyTorch's fused fp32 SDPA on the CPUs measured so far).
+
+Each runtime runs in its own worker process (two runtimes' thread pools in one process slow
+each other down); the parent times one configuration at a time, interleaving all of them
+round by round, and reports the median per-call latency. It prints the CPU fingerprint
+first, then ms, the ratio to torch fp32 and to ONNX Runtime dynamic int8 (above 1: faster),
+the output SQNR against torch fp32 and, for the embedded model, top-1 on its 1,000 test
+digits. The last line per case: the fastest mixprec plan whose SQNR is within 1 dB of ONNX
+Runtime dynamic int8's (or better), and its speed-up over it. No assertions.
+
+    python benchmarks/bench_deploy.py [--models deit_small_patch16_224 mnist-vit]
+        [--batches 1 8] [--threads 2] [--rounds 7] [--min-block-s 0.25]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+EMBEDDED = ("mnist-vit", "mnist-vit-small")
+SQNR_SLACK_DB = 1.0
+
+
+def load_case(name: str, batch: int):
+    """(model, timing input, calibration images, evaluation images, labels or None)."""
+    import torch
+
+    from mixprec import data, models
+
+    if name in EMBEDDED:
+        images, labels = data.mnist("test")
+        return (models.load(name), images[:batch], data.mnist("train")[0][:256], images, labels)
+    model = models.load(name, pretrained=False)
+    gen = torch.Generator().manual_seed(0)
+    shape = (3, *model.pretrained_cfg["input_size"][1:])
+    calib = torch.randn(32, *shape, generator=gen)
+    return model, torch.randn(batch, *shape, generator=gen), calib, None, None
+
+
+def mixprec_plans(model, calib) -> dict:
+    """Plan name -> (plan, units): uniform GEMM plans, HQ, and hand-built mixed plans."""
+    from mixprec import quant, sensitivity
+    from mixprec.quant import Plan
+    from mixprec.kernels.registry import W8A8_DYNAMIC, W8A8_STATIC
+
+    units = quant.discover_units(model, calib[:1])
+    gemms = [u for u in units if not u.is_attention]
+    linears = [u for u in gemms if u.kind == "linear"]
+    plans = {"W8A8 static": Plan.uniform(gemms, W8A8_STATIC),
+             "W8A8 dynamic": Plan.uniform(gemms, W8A8_DYNAMIC),
+             "HQ (static/dynamic by SQNR)": sensitivity.hybrid_plan(model, gemms, calib),
+             "mixed: static linears, fp32 patch embed": Plan.uniform(linears, W8A8_STATIC),
+             "mixed: static, dynamic fc2": Plan.uniform(linears, W8A8_STATIC).replace(
+                 {u.name: W8A8_DYNAMIC for u in linears if u.name.endswith("fc2")})}
+    return {name: (plan, units) for name, plan in plans.items()}
+
+
+def weight_only_plan(units, runtime: str):
+    """Uniform 4-bit weight-only linears with the runtime's proposed W4 candidate, or None."""
+    from mixprec import kernels
+    from mixprec.quant import Plan
+
+    w4 = [c for c in kernels.candidates("cpu", "linear", runtime) if c.weight_bits == 4]
+    return Plan.uniform([u for u in units if u.kind == "linear"], w4[0]) if w4 else None
+
+
+def torch_configs(model, x, calib) -> dict[str, Callable]:
+    import copy
+
+    import torch
+
+    from mixprec import deploy
+
+    bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    dynamic = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear},
+                                                     dtype=torch.qint8)
+    configs = {"torch fp32": lambda v: model(v),
+               "torch bf16": lambda v: bf16(v.to(torch.bfloat16)).float(),
+               "torch.ao dynamic int8": lambda v: dynamic(v)}
+    plans = mixprec_plans(model, calib)
+    w4 = weight_only_plan(next(iter(plans.values()))[1], "torch")
+    if w4 is not None:
+        plans[f"W4A16 ({w4.specs[0][1].label})"] = (w4, None)
+    for name, (plan, _) in plans.items():
+        real = deploy(model, plan, calib=calib)
+        configs[f"mixprec torch {name}"] = real
+    return configs
+
+
+def ort_configs(model, x, calib, threads: int, folder: Path) -> dict[str, Callable]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from mixprec import deploy
+    from mixprec.deploy.onnx_runtime import OrtModel, export_onnx
+
+    fp32_bytes, names = export_onnx(model, calib)
+    (folder / "fp32.onnx").write_bytes(fp32_bytes)
+    quantize_dynamic(str(folder / "fp32.onnx"), str(folder / "dynamic.onnx"),
+                     weight_type=QuantType.QInt8)
+    configs = {"ORT fp32": OrtModel(fp32_bytes, names, threads),
+               "ORT quantize_dynamic int8": OrtModel((folder / "dynamic.onnx").read_bytes(),
+                                                     names, threads)}
+    plans = mixprec_plans(model, calib)
+    w4 = weight_only_plan(next(iter(plans.values()))[1], "onnxruntime")
+    if w4 is not None:
+        plans[f"W4A16 ({w4.specs[0][1].label})"] = (w4, None)
+    for name, (plan, _) in plans.items():
+        configs[f"mixprec ORT {name}"] = deploy(model, plan, calib=calib,
+                                                runtime="onnxruntime", threads=threads)
+    return configs
+
+
+def worker(conn, runtime: str, model_name: str, batch: int, threads: int) -> None:
+    """Build one runtime's configurations, then time / evaluate them on request."""
+    import logging
+
+    import torch
+
+    logging.getLogger("mixprec").setLevel(logging.ERROR)  # uniform GEMM plans leave attention
+    torch.set_num_threads(threads)
+    model, x, calib, images, labels = load_case(model_name, batch)
+    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+        if runtime == "torch":
+            configs = torch_configs(model, x, calib)
+        else:
+            configs = ort_configs(model, x, calib, threads, Path(tmp))
+        conn.send(list(configs))
+        while True:
+            message = conn.recv()
+            if message[0] == "stop":
+                return
+            fn = configs[message[1]]
+            if message[0] == "outputs":
+                evaluate = images if images is not None else x
+                out = [np.asarray(fn(chunk)).astype(np.float32) for chunk in evaluate.split(250)]
+                conn.send(np.concatenate(out))
+            else:
+                conn.send(block_time(fn, x, message[2]))
+
+
+def block_time(fn: Callable, x, min_block_s: float) -> float:
+    """Per-call seconds of the fastest whole block of calls lasting at least ``min_block_s``
+    after one warm-up call (the block mean, not one call: timer noise averages out)."""
+    fn(x)
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn(x)
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_block_s:
+            return elapsed / calls
+
+
+def sqnr_db(out: np.ndarray, ref: np.ndarray) -> float:
+    """Output SQNR in dB (infinite for identical outputs)."""
+    noise = float(np.mean((out.astype(np.float64) - ref) ** 2))
+    if noise == 0.0:
+        return float("inf")
+    return float(10 * np.log10(np.mean(ref.astype(np.float64) ** 2) / noise))
+
+
+def run_case(model_name: str, batch: int, args: argparse.Namespace) -> None:
+    ctx = mp.get_context("spawn")
+    workers = {}
+    for runtime in ("torch", "onnxruntime"):
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=worker, args=(child, runtime, model_name, batch,
+                                                   args.threads), daemon=True)
+        process.start()
+        workers[runtime] = (parent, process)
+    names = {runtime: conn.recv() for runtime, (conn, _) in workers.items()}
+    samples: dict[str, list[float]] = {n: [] for ns in names.values() for n in ns}
+    for _ in range(args.rounds):
+        for runtime, (conn, _) in workers.items():
+            for name in names[runtime]:
+                conn.send(("time", name, args.min_block_s))
+                samples[name].append(conn.recv())
+    outputs = {}
+    for runtime, (conn, process) in workers.items():
+        for name in names[runtime]:
+            conn.send(("outputs", name))
+            outputs[name] = conn.recv()
+        conn.send(("stop",))
+        process.join()
+    report(model_name, batch, args, samples, outputs)
+
+
+def report(model_name: str, batch: int, args: argparse.Namespace,
+           samples: dict[str, list[float]], outputs: dict[str, np.ndarray]) -> None:
+    from mixprec import data
+
+    ms = {n: statistics.median(s) * 1e3 for n, s in samples.items()}
+    reference = outputs["torch fp32"]
+    labels = data.mnist("test")[1].numpy() if model_name in EMBEDDED else None
+    print(f"\n{model_name}{'' if model_name in EMBEDDED else ' (random weights)'}, batch "
+          f"{batch}, {args.threads} threads, median of {args.rounds} interleaved rounds")
+    head = f"{'configuration':<52}{'ms':>9}{'vs torch fp32':>15}{'vs ORT dyn':>12}{'SQNR dB':>9}"
+    print(head + ("  top-1" if labels is not None else ""))
+    sqnr = {n: sqnr_db(o, reference) for n, o in outputs.items()}
+    ort_dynamic = "ORT quantize_dynamic int8"
+    for name in ms:
+        line = (f"{name:<52}{ms[name]:>9.2f}{ms['torch fp32'] / ms[name]:>14.2f}x"
+                f"{ms[ort_dynamic] / ms[name]:>11.2f}x{sqnr[name]:>9.1f}")
+        if labels is not None:
+            line += f"  {float(np.mean(outputs[name].argmax(-1) == labels)):.4f}"
+        print(line)
+    eligible = [n for n in ms if n.startswith("mixprec")
+                and sqnr[n] >= sqnr[ort_dynamic] - SQNR_SLACK_DB]
+    if eligible:
+        best = min(eligible, key=ms.get)
+        print(f"fastest mixprec plan within {SQNR_SLACK_DB:.0f} dB of ORT dynamic int8's SQNR "
+              f"({sqnr[ort_dynamic]:.1f} dB): {best}, {ms[ort_dynamic] / ms[best]:.2f}x "
+              "ORT dynamic int8 (target 1.1x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["deit_small_patch16_224", "mnist-vit"])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--min-block-s", type=float, default=0.25)
+    args = parser.parse_args()
+    from mixprec.kernels import cpu_fingerprint
+
+    print(f"CPU: {cpu_fingerprint(args.threads).summary()}")
+    for model_name in args.models:
+        for batch in args.batches:
+            run_case(model_name, batch, args)
+
+
+if __name__ == "__main__":
+    main()

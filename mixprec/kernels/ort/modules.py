@@ -1,0 +1,218 @@
+"""Stand-in modules that export each unit of a plan as the ONNX nodes ONNX Runtime runs.
+
+They replace a model's units before export (:func:`mixprec.deploy.onnx_runtime.build`):
+their ``forward`` traces the graph pieces of :mod:`mixprec.kernels.ort.ops` with the
+simulation's integer weights (:func:`mixprec.quant.fake.integer_weight`) and static scales
+(the calibration observers). Called eagerly, they compute the same numbers in PyTorch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mixprec.kernels.cpu.activations import KERNEL_ACT_BITS
+from mixprec.kernels.cpu.int8 import grid_max, u8_offset
+from mixprec.kernels.ort.ops import (
+    Int8Conv,
+    Int8MatMul,
+    Int8MatMulToFloat,
+    NBitsMatMul,
+    QuantizeDynamic,
+    QuantizeStatic,
+    dequantize_nibbles,
+    pack_nibbles,
+)
+from mixprec.quant.fake import integer_weight
+from mixprec.quant.modules import expand_kv_heads
+from mixprec.quant.observers import Observer
+from mixprec.quant.sdpa import SdpaCall
+from mixprec.quant.spec import QuantSpec
+
+INT4_OFFSET = 8
+"""MatMulNBits dequantizes ``(u4 - zero_point) * scale``: symmetric int4 values sit at +8."""
+
+
+class OrtActivation(nn.Module):
+    """Quantizes one activation for an int8 ONNX operator, as ``ActQuant`` simulates it.
+
+    Args:
+        spec: symmetric 7- or 8-bit activations, static or dynamic.
+        observer: calibration statistics (static specs).
+        dim: the dim one dynamic scale reduces (-1 per row, -2 per column).
+        signed: emit an s8 operand (zero point 0: the right side of a product) instead of
+            u8 with the grid's offset.
+    """
+
+    def __init__(self, spec: QuantSpec, observer: Observer | None, dim: int = -1,
+                 signed: bool = False) -> None:
+        super().__init__()
+        if spec.act_bits not in KERNEL_ACT_BITS or not spec.act_symmetric:
+            raise ValueError(f"{spec.label}: the int8 ONNX operators take symmetric "
+                             f"activations of {KERNEL_ACT_BITS} bits")
+        self.qmax = grid_max(spec.act_bits)
+        self.offset = 0 if signed else u8_offset(spec.act_bits)
+        self.dynamic = spec.act_mode == "dynamic"
+        self.dim: int | None = dim if spec.act_granularity == "per_token" else None
+        scale = torch.tensor(1.0)
+        if not self.dynamic:
+            if observer is None or observer.empty:
+                raise RuntimeError("static activation quantization needs calibration data")
+            scale = observer.qparams(spec.act_bits, True, spec.observer, spec.percentile)[0]
+        self.register_buffer("scale", scale.float().reshape(()))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(quantized operand, its scale: 0-d, or one per slice with the reduced dim kept)."""
+        if self.dynamic:
+            return QuantizeDynamic.apply(x, self.dim, self.qmax, self.offset)
+        return QuantizeStatic.apply(x, self.scale, self.qmax, self.offset), self.scale
+
+
+class OrtInt8Linear(nn.Module):
+    """W8A8 / W8A7 linear: QuantizeLinear then MatMulIntegerToFloat (bias fused); per-token
+    scales multiply the output.
+
+    Args:
+        linear: the float module.
+        spec: the unit's spec.
+        observer: calibration statistics of the input (static specs).
+        split: two saturation-free 7-bit GEMMs per 8-bit GEMM (CPUs without VNNI).
+    """
+
+    def __init__(self, linear: nn.Linear, spec: QuantSpec, observer: Observer | None,
+                 split: bool) -> None:
+        super().__init__()
+        iw = integer_weight(linear.weight, spec)
+        self.register_buffer("qweight", iw.q.to(torch.int8).t().contiguous())  # [K, N]
+        self.register_buffer("weight_scale", iw.scale.reshape(-1).expand(
+            linear.out_features).float().contiguous())
+        self.register_buffer("bias", None if linear.bias is None else
+                             linear.bias.detach().float().clone())
+        self.register_buffer("one", torch.tensor(1.0))
+        self.act = OrtActivation(spec, observer)
+        self.split = split and spec.act_bits == 8
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantized weight ``[N, K]`` (read by models that check ``.weight.dtype``)."""
+        return (self.qweight.float() * self.weight_scale).t()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xq, scale = self.act(x)
+        if scale.dim() == 0:
+            return Int8MatMulToFloat.apply(xq, self.qweight, scale, self.weight_scale, self.bias,
+                                           self.act.offset, self.split)
+        out = Int8MatMulToFloat.apply(xq, self.qweight, self.one, self.weight_scale, None,
+                                      self.act.offset, self.split) * scale
+        return out if self.bias is None else out + self.bias
+
+
+class OrtInt8Conv(nn.Module):
+    """W8A8 / W8A7 convolution (``ConvInteger``); dynamic scales are per image, as the
+    simulation quantizes the flattened input."""
+
+    def __init__(self, conv: nn.Conv2d, spec: QuantSpec, observer: Observer | None,
+                 split: bool) -> None:
+        super().__init__()
+        if isinstance(conv.padding, str) or conv.groups != 1 or conv.padding_mode != "zeros":
+            raise ValueError("Conv2d needs groups=1 and numeric zero padding")
+        iw = integer_weight(conv.weight, spec)
+        self.register_buffer("qweight", iw.q.to(torch.int8).reshape(conv.weight.shape))
+        channels = conv.out_channels
+        self.register_buffer("weight_scale", iw.scale.reshape(-1).expand(channels).float()
+                             .reshape(1, channels, 1, 1).contiguous())
+        self.register_buffer("bias", None if conv.bias is None else
+                             conv.bias.detach().float().reshape(1, channels, 1, 1).clone())
+        self.geometry = (tuple(conv.stride), tuple(conv.padding), tuple(conv.dilation))
+        self.act = OrtActivation(spec, observer)
+        self.split = split and spec.act_bits == 8
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantized weight (read by models that check ``.weight.dtype``)."""
+        return self.qweight.float() * self.weight_scale.reshape(-1, 1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat_q, scale = self.act(x.flatten(1))
+        xq = flat_q.reshape(x.shape)
+        if scale.dim() > 0:
+            scale = scale.reshape(-1, 1, 1, 1)
+        acc = Int8Conv.apply(xq, self.qweight, self.act.offset, *self.geometry, self.split)
+        out = acc * (scale * self.weight_scale)
+        return out if self.bias is None else out + self.bias
+
+
+class OrtNBitsLinear(nn.Module):
+    """W4A16 linear with float32 activations (``MatMulNBits``): groups of the spec's size, or
+    blocks of 32 with repeated scales for per-channel / per-tensor weights; K padded to whole
+    blocks with weights that dequantize to 0."""
+
+    def __init__(self, linear: nn.Linear, spec: QuantSpec) -> None:
+        super().__init__()
+        iw = integer_weight(linear.weight, spec)
+        n, k = linear.out_features, linear.in_features
+        block = spec.group_size if spec.weight_granularity == "per_group" else 32
+        blocks = -(-k // block)
+        offset = INT4_OFFSET if spec.weight_symmetric else 0
+        zero = (iw.zero_point + offset).round()
+        per_input_zero = iw.expand(zero)
+        values = F.pad(iw.q + offset, (0, blocks * block - k))
+        values[:, k:] = F.pad(per_input_zero, (0, blocks * block - k), mode="replicate")[:, k:]
+        first_of_block = torch.arange(blocks) * block
+        scales = F.pad(iw.expand(iw.scale), (0, blocks * block - k), mode="replicate")
+        zeros = F.pad(per_input_zero, (0, blocks * block - k), mode="replicate")
+        self.register_buffer("packed", pack_nibbles(values.reshape(n, blocks, block)))
+        self.register_buffer("scales", scales[:, first_of_block].float().reshape(-1).contiguous())
+        self.register_buffer("zero_points", pack_nibbles(zeros[:, first_of_block]).reshape(-1))
+        self.register_buffer("bias", None if linear.bias is None else
+                             linear.bias.detach().float().clone())
+        self.shape = (k, n, block)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantized weight ``[N, K]`` (read by models that check ``.weight.dtype``)."""
+        return dequantize_nibbles(self.packed, self.scales, self.zero_points, *self.shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return NBitsMatMul.apply(x, self.packed, self.scales, self.zero_points, self.bias,
+                                 *self.shape)
+
+
+class OrtAttention(nn.Module):
+    """SDPA handler exporting Q·Kᵀ and P·V as ``MatMulInteger`` where their specs quantize
+    (Q, K, P per row, V per column when dynamic; per tensor when static), float otherwise."""
+
+    def __init__(self, qk: QuantSpec, pv: QuantSpec, observers: dict[str, Observer | None],
+                 split: bool) -> None:
+        super().__init__()
+        self.quantizers = nn.ModuleDict()
+        for point, spec, dim, signed in (("q", qk, -1, False), ("k", qk, -1, True),
+                                         ("p", pv, -1, False), ("v", pv, -2, True)):
+            if spec.quantizes_acts:
+                self.quantizers[point] = OrtActivation(spec, observers.get(point), dim, signed)
+        self.split = {"qk": split and qk.act_bits == 8, "pv": split and pv.act_bits == 8}
+
+    def __call__(self, call: SdpaCall) -> torch.Tensor:  # type: ignore[override]
+        return self.forward(call)
+
+    def forward(self, call: SdpaCall) -> torch.Tensor:
+        k, v = expand_kv_heads(call)
+        if "q" in self.quantizers:
+            (q_q, q_scale), (k_q, k_scale) = self.quantizers["q"](call.q), self.quantizers["k"](k)
+            k_scale = k_scale.transpose(-2, -1) if k_scale.dim() else k_scale
+            acc = Int8MatMul.apply(q_q, k_q.transpose(-2, -1), self.quantizers["q"].offset,
+                                   self.split["qk"])
+            scores = acc * q_scale * k_scale
+        else:
+            scores = call.q @ k.transpose(-2, -1)
+        scores = scores * call.softmax_scale
+        bias = call.bias(scores)
+        if bias is not None:
+            scores = scores + bias
+        probs = scores.softmax(dim=-1)
+        if "p" not in self.quantizers:
+            return probs @ v
+        (p_q, p_scale), (v_q, v_scale) = self.quantizers["p"](probs), self.quantizers["v"](v)
+        acc = Int8MatMul.apply(p_q, v_q, self.quantizers["p"].offset, self.split["pv"])
+        return acc * p_scale * v_scale

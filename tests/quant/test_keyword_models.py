@@ -1,0 +1,88 @@
+"""Models called with keyword inputs (Hugging Face): discovery, calibration, simulation,
+sensitivity and deploy take a dict of batched tensors (small random models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mixprec import deploy, quant, sensitivity
+from mixprec.quant import Plan, QuantSpec
+
+transformers = pytest.importorskip("transformers")
+
+W8A8_DYNAMIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic")
+W8A8_STATIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="static")
+
+
+@pytest.fixture(scope="module")
+def bert():
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=64,
+                                     max_position_embeddings=40)
+    model = transformers.BertModel(config).eval()
+    ids = torch.randint(5, 300, (24, 16))
+    mask = torch.ones_like(ids)
+    mask[:, 12:] = 0
+    return model, {"input_ids": ids, "attention_mask": mask}
+
+
+@pytest.fixture(scope="module")
+def hf_vit():
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(image_size=16, patch_size=4, hidden_size=32,
+                                    num_hidden_layers=2, num_attention_heads=2,
+                                    intermediate_size=64, num_labels=5)
+    return transformers.ViTForImageClassification(config).eval(), \
+        {"pixel_values": torch.randn(12, 3, 16, 16)}
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1)).mean().item()
+
+
+def test_bert_units_and_simulation(bert):
+    model, inputs = bert
+    units = quant.discover_units(model, {k: v[:1] for k, v in inputs.items()})
+    kinds = [u.kind for u in units]
+    assert kinds.count("linear") == 13 and kinds.count("attn_qk") == 2
+    assert units.input_shape == (16,)
+    calib, test = ({k: v[:16] for k, v in inputs.items()}, {k: v[16:] for k, v in inputs.items()})
+    sim = quant.simulate(model, Plan.uniform(units, W8A8_STATIC), calib)
+    with torch.inference_mode():
+        want, got = model(**test).last_hidden_state, sim(**test).last_hidden_state
+    assert cosine(got, want) >= 0.99 and not torch.equal(got, want)
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_bert_deploys_in_both_runtimes(bert, runtime):
+    model, inputs = bert
+    calib = {k: v[:16] for k, v in inputs.items()}
+    test = {k: v[16:] for k, v in inputs.items()}
+    units = quant.discover_units(model, {k: v[:1] for k, v in inputs.items()})
+    plan = Plan.uniform(units, W8A8_DYNAMIC)
+    sim = quant.simulate(model, plan, calib, units=units)
+    real = deploy(model, plan, calib=calib, units=units, runtime=runtime)
+    with torch.inference_mode():
+        want = sim(**test).last_hidden_state
+        got = real(**test)
+    got = got.last_hidden_state if runtime == "torch" else got[0]
+    assert cosine(got, want) >= 0.999
+
+
+def test_hf_vit_sensitivity_and_deploy(hf_vit):
+    model, inputs = hf_vit
+    units = quant.discover_units(model, {"pixel_values": inputs["pixel_values"][:1]})
+    assert units[0].kind == "conv_gemm" and units[-1].name == "classifier"
+    table = sensitivity.estimate(model, units, [W8A8_STATIC, W8A8_DYNAMIC], inputs,
+                                 method="sqnr_global")
+    assert len(table.scores) == len(units) and all(s >= 0 for row in table.scores for s in row)
+    plan = Plan.uniform(units, W8A8_STATIC)
+    with torch.inference_mode():
+        want = quant.simulate(model, plan, inputs)(**inputs).logits
+    onnx = deploy(model, plan, calib=inputs, runtime="onnxruntime")
+    assert cosine(onnx(**inputs), want) >= 0.999
+    real = deploy(model, plan, calib=inputs)  # reads .weight.dtype of its patch embedding
+    with torch.inference_mode():
+        assert cosine(real(**inputs).logits, want) >= 0.999
