@@ -54,8 +54,8 @@ def load_case(name: str, batch: int):
 def mixprec_plans(model, calib) -> dict:
     """Plan name -> (plan, units): uniform GEMM plans, HQ, and hand-built mixed plans."""
     from mixprec import quant, sensitivity
-    from mixprec.quant import Plan
     from mixprec.kernels.registry import W8A8_DYNAMIC, W8A8_STATIC
+    from mixprec.quant import Plan
 
     units = quant.discover_units(model, calib[:1])
     gemms = [u for u in units if not u.is_attention]

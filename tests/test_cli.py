@@ -17,3 +17,14 @@ def test_units_lists_units(capsys):
 def test_errors_are_reported_not_raised(capsys):
     assert main(["units", "--model", "nope"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_cpu_reports_fingerprint_and_candidates(capsys):
+    import json
+
+    assert main(["cpu", "--json", "--threads", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["fingerprint"]["threads"] == 2 and report["fingerprint"]["key"]
+    for runtime in ("torch", "onnxruntime"):
+        linear = report["candidates"][runtime]["linear"]
+        assert "W8A8-static" in linear and "W8A8-dynamic" in linear

@@ -111,8 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     un.add_argument("--input-shape", default="1x28x28", help="per-image shape, e.g. 3x224x224")
     un.set_defaults(func=cmd_units)
 
+    from mixprec.cli.cpu import register as register_cpu
     from mixprec.cli.sensitivity import register as register_sensitivity
     register_sensitivity(sub)
+    register_cpu(sub)
     return parser
 
 

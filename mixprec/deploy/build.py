@@ -23,6 +23,7 @@ from mixprec.kernels.cpu import (
     exact_backends,
 )
 from mixprec.kernels.cpu.capabilities import cpu_fingerprint
+from mixprec.kernels.cpu.chains import fuse_mlp_chains
 from mixprec.kernels.cpu.int8 import check_backend
 from mixprec.kernels.registry import CPU_DEVICES, LOCAL_DEVICE, check_deployable, check_device
 from mixprec.quant.calibrate import CalibrationStats, calibrate, check_calibration
@@ -65,6 +66,7 @@ class DeployReport:
             ``onnxruntime`` or ``onnxruntime_split``), for int8 weight units.
         uncovered: units the model has that the plan does not name (left in float).
         cpu: the fingerprint key of the CPU it was built on (CPU devices).
+        fused: MLPs whose static int8 fc1 -> GELU -> fc2 chain runs fused (torch runtime).
     """
 
     device: str
@@ -73,12 +75,14 @@ class DeployReport:
     backends: dict[str, str] = field(default_factory=dict)
     uncovered: tuple[str, ...] = ()
     cpu: str = ""
+    fused: tuple[str, ...] = ()
 
 
 def deploy(model: nn.Module, plan: Plan, device: str = LOCAL_DEVICE,
            calib: ModelInputs | None = None, *, runtime: str = "torch", batch_size: int = 64,
            units: UnitList | None = None, stats: CalibrationStats | None = None,
-           backend: str | None = None, threads: int | None = None) -> Any:
+           backend: str | None = None, threads: int | None = None,
+           fuse_chains: bool = True) -> Any:
     """The real quantized model of ``plan``; ``model`` is untouched.
 
     Scales match :func:`mixprec.quant.simulate`: weights use the same integer grid and static
@@ -103,6 +107,8 @@ def deploy(model: nn.Module, plan: Plan, device: str = LOCAL_DEVICE,
         stats: calibration statistics, if already collected.
         backend: force an int8 GEMM backend of the torch runtime (it must be exact here).
         threads: intra-op threads of the ONNX Runtime session (default: torch's).
+        fuse_chains: run static int8 fc1 -> GELU -> fc2 chains of timm MLPs as one fused
+            pass on the CPU (torch runtime; :mod:`mixprec.kernels.cpu.chains`).
 
     Raises:
         ValueError: unknown device or runtime, a unit's spec has no exact kernel (naming the
@@ -127,22 +133,15 @@ def deploy(model: nn.Module, plan: Plan, device: str = LOCAL_DEVICE,
     if stats is None:
         stats = _calibrate_static(model, active, plan, calib, batch_size)
     backends = _int8_paths(active, plan, kernels, runtime, backend) if device != "a100" else {}
-    cpu = cpu_fingerprint().key if device in CPU_DEVICES else ""
-    report = DeployReport(device, runtime, kernels, backends, tuple(uncovered), cpu)
     if runtime == "onnxruntime":
-        from mixprec.deploy import onnx_runtime
-
-        if calib is None:
-            raise ValueError("the onnxruntime runtime needs calib (example inputs to export "
-                             "the graph with)")
-        split = any(b == "onnxruntime_split" for b in backends.values())
-        real = onnx_runtime.build(model, active, plan, stats, kernels, calib, split,
-                                  threads or torch.get_num_threads())
+        real, fused = _onnx_runtime_model(model, active, plan, stats, kernels, backends, calib,
+                                          threads), []
     else:
-        real = copy.deepcopy(model).eval()
-        _replace_units(real, active, plan, stats, kernels, backends, device)
-        if device == "a100" and torch.cuda.is_available():
-            real = real.cuda()
+        real, fused = _torch_model(model, active, plan, stats, kernels, backends, device,
+                                   fuse_chains)
+    cpu = cpu_fingerprint().key if device in CPU_DEVICES else ""
+    report = DeployReport(device, runtime, kernels, backends, tuple(uncovered), cpu,
+                          tuple(fused))
     real.deploy_report = report
     logger.info("deployed %d unit(s) on %s (%s runtime)", len(active), device, runtime)
     return real
@@ -193,8 +192,11 @@ def _calibrate_static(model: nn.Module, units: list[Unit], plan: Plan,
     return calibrate(model, static, calib, batch_size)
 
 
-def _replace_units(model: nn.Module, units: list[Unit], plan: Plan, stats: CalibrationStats,
-                   kernels: dict[str, str], backends: dict[str, str], device: str) -> None:
+def _torch_model(model: nn.Module, units: list[Unit], plan: Plan, stats: CalibrationStats,
+                 kernels: dict[str, str], backends: dict[str, str], device: str,
+                 fuse_chains: bool) -> tuple[nn.Module, list[str]]:
+    """A copy of ``model`` with this project's modules in place of ``units``."""
+    real = copy.deepcopy(model).eval()
     builders = TRITON_BUILDERS if device == "a100" else CPU_BUILDERS
 
     def gemm(unit: Unit, module: nn.Module, spec: QuantSpec,
@@ -204,7 +206,24 @@ def _replace_units(model: nn.Module, units: list[Unit], plan: Plan, stats: Calib
     def attention(qk: QuantSpec, pv: QuantSpec, points: dict) -> nn.Module:
         return TritonAttention(qk, pv) if device == "a100" else CpuAttention(qk, pv, points)
 
-    swap_units(model, units, plan, stats, gemm, attention)
+    swap_units(real, units, plan, stats, gemm, attention)
+    if device == "a100":
+        return (real.cuda() if torch.cuda.is_available() else real), []
+    return real, fuse_mlp_chains(real) if fuse_chains else []
+
+
+def _onnx_runtime_model(model: nn.Module, units: list[Unit], plan: Plan,
+                        stats: CalibrationStats, kernels: dict[str, str],
+                        backends: dict[str, str], calib: ModelInputs | None,
+                        threads: int | None) -> Any:
+    from mixprec.deploy import onnx_runtime
+
+    if calib is None:
+        raise ValueError("the onnxruntime runtime needs calib (example inputs to export the "
+                         "graph with)")
+    split = any(b == "onnxruntime_split" for b in backends.values())
+    return onnx_runtime.build(model, units, plan, stats, kernels, calib, split,
+                              threads or torch.get_num_threads())
 
 
 def _triton_runs_here() -> bool:

@@ -15,6 +15,7 @@ from mixprec.kernels.cpu import (
     WeightOnlyInt4Gemm,
     exact_backends,
 )
+from mixprec.kernels.cpu.chains import Int8MlpChain
 from mixprec.kernels.cpu.exactness import int_mm_exact
 from mixprec.kernels.registry import kernel_for
 from mixprec.quant import Plan, QuantSpec, calibrate, simulate
@@ -209,3 +210,32 @@ def test_a_backend_that_is_not_exact_here_is_refused(mnist_model, mnist_units, m
     with pytest.raises(ValueError, match=r"backend 'onednn' is not exact.*8-bit"):
         deploy(mnist_model, uniform(mnist_units, W8A8_STATIC), calib=mnist_calib,
                units=mnist_units, stats=stats, backend="onednn")
+
+
+def test_static_mlp_chains_run_fused_and_agree(mnist_model, mnist_units, mnist_calib,
+                                               mnist_test, stats):
+    plan = uniform(mnist_units, W8A8_STATIC)
+    kw = {"calib": mnist_calib, "units": mnist_units, "stats": stats}
+    fused = deploy(mnist_model, plan, **kw)
+    plain = deploy(mnist_model, plan, fuse_chains=False, **kw)
+    sim = simulate(mnist_model, plan, mnist_calib, units=mnist_units, stats=stats)
+    mlps = [f"blocks.{i}.mlp" for i in range(len(mnist_model.blocks))]
+    if "onednn" not in exact_backends(8):
+        assert fused.deploy_report.fused == ()  # fc1 runs as split GEMMs: nothing to fuse
+        return
+    assert list(fused.deploy_report.fused) == mlps and plain.deploy_report.fused == ()
+    assert isinstance(dict(fused.named_modules())["blocks.0.mlp"], Int8MlpChain)
+    inputs = _capture_inputs(sim, mlps, mnist_test[0][:32])
+    real_mods, sim_mods = dict(fused.named_modules()), dict(sim.named_modules())
+    with torch.inference_mode():
+        for name in mlps:
+            assert sqnr(real_mods[name](inputs[name]), sim_mods[name](inputs[name])) >= SQNR_DB
+    x, y = mnist_test
+    assert abs(top1(fused, x, y) - top1(sim, x, y)) <= TOP1_GAP
+
+
+def test_a_dynamic_fc2_is_not_fused(mnist_model, mnist_units, mnist_calib, stats):
+    plan = uniform(mnist_units, W8A8_STATIC).replace(
+        {u.name: W8A8_DYNAMIC for u in mnist_units if u.name.endswith("fc2")})
+    real = deploy(mnist_model, plan, calib=mnist_calib, units=mnist_units, stats=stats)
+    assert real.deploy_report.fused == ()
