@@ -4,8 +4,8 @@ For each model and batch size: torch fp32, torch bf16, torch.ao dynamic int8 (wh
 users run), ONNX Runtime fp32 and ONNX Runtime's one-line ``quantize_dynamic`` int8 (what
 ONNX users run), and mixprec-deployed plans in both runtimes: uniform W8A8 static, uniform
 W8A8 dynamic, 4-bit weight-only, the Hybrid Quantization plan, and hand-built mixed plans.
-Uniform plans cover the GEMM units (linears, patch embedding); attention matmuls stay fp32
-(int8 attention is slower than PyTorch's fused fp32 SDPA on the CPUs measured so far).
+Uniform plans cover every unit (linears, patch embedding, attention matmuls) where the
+runtime has an exact kernel for it here, and leave the others in fp32.
 
 Each runtime runs in its own worker process (two runtimes' thread pools in one process slow
 each other down); the parent times one configuration at a time, interleaving all of them
@@ -52,21 +52,32 @@ def load_case(name: str, batch: int):
 
 
 def mixprec_plans(model, calib) -> dict:
-    """Plan name -> (plan, units): uniform GEMM plans, HQ, and hand-built mixed plans."""
+    """Plan name -> (plan, units): uniform plans over every unit (attention matmuls included),
+    the Hybrid Quantization plan, and hand-built mixed plans."""
     from mixprec import quant, sensitivity
-    from mixprec.kernels.registry import W8A8_DYNAMIC, W8A8_STATIC
+    from mixprec.kernels.registry import FP32, W8A8_DYNAMIC, W8A8_STATIC
     from mixprec.quant import Plan
 
     units = quant.discover_units(model, calib[:1])
-    gemms = [u for u in units if not u.is_attention]
-    linears = [u for u in gemms if u.kind == "linear"]
-    plans = {"W8A8 static": Plan.uniform(gemms, W8A8_STATIC),
-             "W8A8 dynamic": Plan.uniform(gemms, W8A8_DYNAMIC),
-             "HQ (static/dynamic by SQNR)": sensitivity.hybrid_plan(model, gemms, calib),
-             "mixed: static linears, fp32 patch embed": Plan.uniform(linears, W8A8_STATIC),
-             "mixed: static, dynamic fc2": Plan.uniform(linears, W8A8_STATIC).replace(
-                 {u.name: W8A8_DYNAMIC for u in linears if u.name.endswith("fc2")})}
+    static = Plan.uniform(units, W8A8_STATIC)
+    embed = {u.name: FP32 for u in units if u.kind == "conv_gemm"}
+    plans = {"W8A8 static": static,
+             "W8A8 dynamic": Plan.uniform(units, W8A8_DYNAMIC),
+             "HQ (linears static/dynamic by SQNR)": sensitivity.hybrid_plan(model, units, calib),
+             "mixed: W8A8 static, fp32 patch embed": static.replace(embed),
+             "mixed: static, fp32 embed + attention": static.replace(embed).replace(
+                 {u.name: FP32 for u in units if u.is_attention}),
+             "mixed: static, fp32 embed, dynamic fc2": static.replace(embed).replace(
+                 {u.name: W8A8_DYNAMIC for u in units if u.name.endswith("fc2")})}
     return {name: (plan, units) for name, plan in plans.items()}
+
+
+def deployable(plan, units, runtime: str):
+    """``plan`` with every spec this CPU cannot run exactly in ``runtime`` set to fp32."""
+    from mixprec.kernels.registry import FP32, kernel_for
+
+    return plan.replace({u.name: FP32 for u in units if u.name in plan
+                         and kernel_for(u.kind, plan[u.name], "cpu", runtime) is None})
 
 
 def weight_only_plan(units, runtime: str):
@@ -94,9 +105,9 @@ def torch_configs(model, x, calib) -> dict[str, Callable]:
     plans = mixprec_plans(model, calib)
     w4 = weight_only_plan(next(iter(plans.values()))[1], "torch")
     if w4 is not None:
-        plans[f"W4A16 ({w4.specs[0][1].label})"] = (w4, None)
-    for name, (plan, _) in plans.items():
-        real = deploy(model, plan, calib=calib)
+        plans[f"W4A16 ({w4.specs[0][1].label})"] = (w4, [])
+    for name, (plan, units) in plans.items():
+        real = deploy(model, deployable(plan, units, "torch"), calib=calib)
         configs[f"mixprec torch {name}"] = real
     return configs
 
@@ -117,10 +128,11 @@ def ort_configs(model, x, calib, threads: int, folder: Path) -> dict[str, Callab
     plans = mixprec_plans(model, calib)
     w4 = weight_only_plan(next(iter(plans.values()))[1], "onnxruntime")
     if w4 is not None:
-        plans[f"W4A16 ({w4.specs[0][1].label})"] = (w4, None)
-    for name, (plan, _) in plans.items():
-        configs[f"mixprec ORT {name}"] = deploy(model, plan, calib=calib,
-                                                runtime="onnxruntime", threads=threads)
+        plans[f"W4A16 ({w4.specs[0][1].label})"] = (w4, [])
+    for name, (plan, units) in plans.items():
+        configs[f"mixprec ORT {name}"] = deploy(model, deployable(plan, units, "onnxruntime"),
+                                                calib=calib, runtime="onnxruntime",
+                                                threads=threads)
     return configs
 
 

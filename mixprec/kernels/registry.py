@@ -206,9 +206,10 @@ def _local_kernels(runtime: str) -> tuple[Kernel, ...]:
         proposes = _A7_PROPOSALS if backend8 != backend7 else ()
         kernels.append(Kernel("w8a7", WEIGHT_KINDS, _int8_gemm(7),
                               f"W8A7 static/dynamic ({backend7})", proposes))
-    if int_mm_exact():
-        kernels.append(Kernel("int8_attention", ATTENTION_KINDS, _int8_attention(8, 7),
-                              "int8 attention matmuls (torch._int_mm)", _INT8_PROPOSALS))
+    kernels.append(Kernel("int8_attention", ATTENTION_KINDS, _int8_attention(8, 7),
+                          "int8 attention matmuls (exact float32 products up to 1024-long "
+                          "reductions" + (", torch._int_mm beyond)" if int_mm_exact() else ")"),
+                          _INT8_PROPOSALS))
     kernels += _torch_weight_only(fingerprint.has_native_bf16)
     return tuple(kernels)
 

@@ -117,20 +117,36 @@ class Int8Matrix:
             bias, 1.0, 0, torch.float32, "none", [], "")
 
 
+EXACT_FLOAT_REDUCTION = 1024
+"""Longest reduction whose int8 x int8 products float32 sums exactly: every partial sum is
+an integer of magnitude at most ``1024 * 128 * 128 = 2**24``."""
+
+
 def int8_bmm(a_q: torch.Tensor, a_scale: torch.Tensor, b_q: torch.Tensor,
              b_scale: torch.Tensor) -> torch.Tensor:
     """Batched ``(a_q @ b_qᵀ) * a_scale * b_scale`` with int8 operands, in float32.
 
-    One ``torch._int_mm`` (s8 x s8 -> s32) per matrix of the batch (attention: per image
-    and head): at attention sizes oneDNN's per-matrix weight prepacking costs several times
-    the GEMM. Exact only where :func:`mixprec.kernels.cpu.exactness.int_mm_exact` passes.
+    Up to :data:`EXACT_FLOAT_REDUCTION` (attention: head dims and sequence lengths up to
+    1024) the integer product runs as a float32 batched matmul of integer-valued tensors,
+    which is exact on every CPU (no int8 instructions, so no 16-bit saturation) and as fast
+    as float attention's matmuls; longer reductions take one ``torch._int_mm`` per matrix,
+    where :func:`mixprec.kernels.cpu.exactness.int_mm_exact` holds.
 
     Args:
         a_q: int8 grid values ``[..., M, K]`` (any dtype).
         a_scale: row scales, broadcastable to ``[..., M, 1]`` (or one).
         b_q: int8 grid values ``[..., N, K]`` (any dtype).
         b_scale: column scales of the product, broadcastable to ``[..., 1, N]`` (or one).
+
+    Raises:
+        RuntimeError: a longer reduction on a CPU where ``torch._int_mm`` is not exact.
     """
+    if a_q.shape[-1] <= EXACT_FLOAT_REDUCTION:
+        acc = a_q.float() @ b_q.float().transpose(-2, -1)
+        return acc * a_scale * b_scale
+    if not int_mm_exact():
+        raise RuntimeError(f"int8 product over {a_q.shape[-1]} > {EXACT_FLOAT_REDUCTION} "
+                           "elements: torch._int_mm is not exact on this CPU")
     batch = a_q.shape[:-2]
     m, n = a_q.shape[-2], b_q.shape[-2]
     a2 = a_q.reshape(-1, m, a_q.shape[-1]).to(torch.int8)

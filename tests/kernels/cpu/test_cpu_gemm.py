@@ -18,6 +18,7 @@ from mixprec.kernels.cpu import (
     int8_bmm,
 )
 from mixprec.kernels.cpu.exactness import int_mm_exact, onednn_exact
+from mixprec.kernels.cpu.int8 import EXACT_FLOAT_REDUCTION
 from mixprec.quant import QuantSpec
 from mixprec.quant.fake import quantize_weight
 from mixprec.quant.modules import FakeQuantConv2d, FakeQuantLinear
@@ -81,11 +82,14 @@ def test_int8_matrix_is_exact_integer_gemm(backend, bits):
     assert torch.equal(out, (xq.long() @ wq.long().t()).float())
 
 
-@pytest.mark.skipif(not int_mm_exact(), reason="torch._int_mm saturates on this CPU")
-def test_int8_bmm_is_exact_with_row_and_column_scales():
+@pytest.mark.parametrize("reduction", [32, EXACT_FLOAT_REDUCTION, EXACT_FLOAT_REDUCTION + 8])
+def test_int8_bmm_is_exact_with_row_and_column_scales(reduction):
+    if reduction > EXACT_FLOAT_REDUCTION and not int_mm_exact():
+        pytest.skip("torch._int_mm saturates on this CPU")
     gen = torch.Generator().manual_seed(1)
-    a = torch.randint(-127, 128, (2, 3, 50, 32), generator=gen)
-    b = torch.randint(-127, 128, (2, 3, 20, 32), generator=gen)
+    a = torch.randint(-128, 128, (2, 3, 50, reduction), generator=gen)
+    b = torch.randint(-128, 128, (2, 3, 20, reduction), generator=gen)
+    a[0, 0, 0], b[0, 0, 0] = -128, -128  # the largest products, all of one sign
     a_scale, b_scale = torch.rand(2, 3, 50, 1) + 0.5, torch.rand(2, 3, 1, 20) + 0.5
     ref = (a.long() @ b.long().transpose(-2, -1)).float() * a_scale * b_scale
     assert torch.equal(int8_bmm(a, a_scale, b, b_scale), ref)
