@@ -151,23 +151,19 @@ def _ort_kernels(int8: bool, propose_a7: bool) -> list[Kernel]:
     return kernels
 
 
+def _cpu_int8(instructions: str) -> list[Kernel]:
+    """A CPU target class's int8 GEMMs and attention matmuls (8-bit activations)."""
+    return [Kernel("w8a8", WEIGHT_KINDS, _int8_gemm(8),
+                   f"W8A8 static/dynamic ({instructions})", _INT8_PROPOSALS),
+            Kernel("int8_attention", ATTENTION_KINDS, _int8_attention(8),
+                   "int8 attention matmuls", _INT8_PROPOSALS)]
+
+
 _CLASS_KERNELS: dict[tuple[str, str], list[Kernel]] = {
-    ("xeon", "torch"): [
-        _float32(), _bfloat16(native=True),
-        Kernel("w8a8", WEIGHT_KINDS, _int8_gemm(8), "W8A8 static/dynamic (oneDNN, VNNI)",
-               _INT8_PROPOSALS),
-        Kernel("int8_attention", ATTENTION_KINDS, _int8_attention(8), "int8 attention matmuls",
-               _INT8_PROPOSALS),
-        *_torch_weight_only(native_bf16=True),
-    ],
+    ("xeon", "torch"): [_float32(), _bfloat16(native=True), *_cpu_int8("oneDNN, VNNI"),
+                        *_torch_weight_only(native_bf16=True)],
     ("xeon", "onnxruntime"): _ort_kernels(int8=True, propose_a7=False),
-    ("a15", "torch"): [
-        _float32(),
-        Kernel("w8a8", WEIGHT_KINDS, _int8_gemm(8), "W8A8 static/dynamic (int8 dot product)",
-               _INT8_PROPOSALS),
-        Kernel("int8_attention", ATTENTION_KINDS, _int8_attention(8), "int8 attention matmuls",
-               _INT8_PROPOSALS),
-    ],
+    ("a15", "torch"): [_float32(), *_cpu_int8("int8 dot product")],
     ("a15", "onnxruntime"): _ort_kernels(int8=True, propose_a7=False),
     ("a100", "torch"): [
         Kernel("float16", _ALL_KINDS, _float("float16", "bfloat16", "float32"), "fp16/bf16",

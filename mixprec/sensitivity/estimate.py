@@ -7,11 +7,11 @@ import logging
 import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from importlib import metadata
 
 import torch
 from torch import nn
 
+from mixprec.provenance import package_versions
 from mixprec.quant.calibrate import calibrate, calibration_hash, check_calibration
 from mixprec.quant.inputs import ModelInputs, sample_count, sample_shape
 from mixprec.quant.spec import QuantSpec
@@ -127,13 +127,7 @@ def weights_digest(model: nn.Module) -> str:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape the scores."""
-    versions = {}
-    for name in VERSIONED_LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "unknown"
-    return versions
+    return package_versions(VERSIONED_LIBRARIES)
 
 
 def reproducible_date() -> str | None:

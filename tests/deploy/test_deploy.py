@@ -19,6 +19,7 @@ from mixprec.kernels.cpu.chains import Int8MlpChain
 from mixprec.kernels.cpu.exactness import int_mm_exact
 from mixprec.kernels.registry import kernel_for
 from mixprec.quant import Plan, QuantSpec, calibrate, simulate
+from tests.helpers import sqnr
 
 SQNR_DB = 35.0
 TOP1_GAP = 0.003
@@ -76,10 +77,6 @@ def mixed_plan(units) -> Plan:
             spec = W8A8_STATIC if "blocks.1." in unit.name else W8A8_DYNAMIC
         specs.append((unit.name, here(unit, spec)))
     return Plan(tuple(specs), units.model_id, units.input_shape)
-
-
-def sqnr(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return (10 * torch.log10(ref.pow(2).mean() / (out - ref).pow(2).mean())).item()
 
 
 def top1(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

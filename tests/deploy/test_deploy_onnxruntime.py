@@ -11,6 +11,7 @@ import torch
 from mixprec import deploy, kernels
 from mixprec.deploy.onnx_runtime import OrtModel
 from mixprec.quant import Plan, QuantSpec, calibrate, simulate
+from tests.helpers import sqnr
 
 pytest.importorskip("onnxruntime")
 
@@ -33,10 +34,6 @@ def mixed_plan(units) -> Plan:
                for k in ("linear", "conv_gemm", "attn_qk", "attn_pv")}
     return Plan.uniform(units, W8A8_STATIC).replace(
         {u.name: rng.choice(options[u.kind]) for u in units})
-
-
-def sqnr(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return (10 * torch.log10(ref.pow(2).mean() / (out - ref).pow(2).mean())).item()
 
 
 def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -14,11 +14,12 @@ import os
 import platform
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from mixprec.provenance import package_versions
 
 X86_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
              "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
@@ -130,7 +131,7 @@ def cpu_fingerprint(threads: int | None = None) -> CpuFingerprint:
         cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
         (os.cpu_count() or 1),
         threads=threads if threads is not None else torch.get_num_threads(),
-        versions=_versions(),
+        versions=package_versions(RUNTIME_PACKAGES),
     )
 
 
@@ -146,13 +147,3 @@ def _cpuinfo() -> dict[str, str]:
         if sep:
             info.setdefault(key.strip(), value.strip())
     return info
-
-
-def _versions() -> dict[str, str]:
-    versions = {}
-    for name in RUNTIME_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions

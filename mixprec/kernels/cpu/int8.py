@@ -33,6 +33,11 @@ def grid_max(bits: int) -> int:
     return 2 ** (bits - 1) - 1
 
 
+def grid_bits(qmax: int) -> int:
+    """Inverse of :func:`grid_max`: the bit-width of the grid ``[-qmax, qmax]``."""
+    return (qmax + 1).bit_length()
+
+
 def u8_offset(bits: int) -> int:
     """The zero point that carries a symmetric ``bits``-bit grid in uint8."""
     return grid_max(bits) + 1

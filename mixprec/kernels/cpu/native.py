@@ -21,6 +21,7 @@ from types import ModuleType
 import torch
 
 from mixprec.kernels.cpu.capabilities import cpu_fingerprint
+from mixprec.kernels.cpu.int8 import grid_bits
 from mixprec.quant.fake import dynamic_qparams, quantize
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def quantize_rows_u8(rows: torch.Tensor, qmax: int, offset: int
     if ext is not None:
         u8, scale = ext.quantize_rows_u8(rows, qmax, offset)
         return u8, scale
-    scale = dynamic_qparams(rows, _bits(qmax), True, -1)[0]
+    scale = dynamic_qparams(rows, grid_bits(qmax), True, -1)[0]
     return (_grid(rows, scale, qmax) + offset).to(torch.uint8), scale
 
 
@@ -92,9 +93,4 @@ def scale_rows_add_bias_(out: torch.Tensor, row_scale: torch.Tensor,
 
 
 def _grid(rows: torch.Tensor, scale: torch.Tensor, qmax: int) -> torch.Tensor:
-    return quantize(rows, scale, torch.zeros(()), _bits(qmax), True)
-
-
-def _bits(qmax: int) -> int:
-    """Bit-width of the symmetric grid ``[-qmax, qmax]``."""
-    return (qmax + 1).bit_length()
+    return quantize(rows, scale, torch.zeros(()), grid_bits(qmax), True)

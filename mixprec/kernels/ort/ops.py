@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch.onnx import symbolic_helper
 
+from mixprec.kernels.cpu.int8 import grid_bits
 from mixprec.quant.fake import dynamic_qparams, quantize
 
 MS_DOMAIN = "com.microsoft"
@@ -52,7 +53,7 @@ def _float_output(value, like, columns: int | None):
 
 
 def _grid(x: torch.Tensor, scale: torch.Tensor, qmax: int) -> torch.Tensor:
-    return quantize(x.float(), scale, torch.zeros(()), (qmax + 1).bit_length(), True)
+    return quantize(x.float(), scale, torch.zeros(()), grid_bits(qmax), True)
 
 
 def _cast_int(q: torch.Tensor, offset: int) -> torch.Tensor:
@@ -84,7 +85,7 @@ class QuantizeDynamic(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, dim: int | None, qmax: int, offset: int
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         reduce = tuple(range(x.dim())) if dim is None else dim
-        scale = dynamic_qparams(x, (qmax + 1).bit_length(), True, reduce)[0]
+        scale = dynamic_qparams(x, grid_bits(qmax), True, reduce)[0]
         if dim is None:
             scale = scale.reshape(())
         return _cast_int(_grid(x, scale, qmax), offset), scale

@@ -10,16 +10,13 @@ from mixprec.quant import QuantSpec
 from mixprec.quant.modules import AttentionQuant, attention_operands
 from mixprec.quant.observers import Observer
 from mixprec.quant.sdpa import SdpaCall
+from tests.helpers import sqnr
 
 SQNR_DB = 35.0
 STATIC = QuantSpec(weight_bits=16, act_bits=8, act_mode="static")
 DYNAMIC = QuantSpec(weight_bits=16, act_bits=8, act_mode="dynamic")
 BF16 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none", float_dtype="bfloat16")
 FP32 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none")
-
-
-def sqnr(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return (10 * torch.log10(ref.pow(2).mean() / (out - ref).pow(2).mean())).item()
 
 
 def _call(mask: torch.Tensor | None = None) -> SdpaCall:

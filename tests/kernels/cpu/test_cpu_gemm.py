@@ -23,6 +23,7 @@ from mixprec.quant import QuantSpec
 from mixprec.quant.fake import quantize_weight
 from mixprec.quant.modules import FakeQuantConv2d, FakeQuantLinear
 from mixprec.quant.observers import Observer
+from tests.helpers import observer, sqnr
 
 SQNR_DB = 35.0
 BACKENDS = list(exact_backends(8)) + (
@@ -45,16 +46,6 @@ W4A16_G128_AFFINE_BF16 = QuantSpec(weight_bits=4, act_bits=16, act_mode="none",
                                    weight_granularity="per_group", group_size=128,
                                    weight_symmetric=False, float_dtype="bfloat16")
 W4A16_CHANNEL = QuantSpec(weight_bits=4, act_bits=16, act_mode="none")
-
-
-def sqnr(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return (10 * torch.log10(ref.pow(2).mean() / (out - ref).pow(2).mean())).item()
-
-
-def _observer(x: torch.Tensor) -> Observer:
-    obs = Observer()
-    obs.observe(x)
-    return obs
 
 
 def _build(module: nn.Module, spec: QuantSpec, obs: Observer, backend: str) -> nn.Module:
@@ -107,8 +98,8 @@ def test_linear_agrees_with_fake_quant(spec, backend):
     linear = nn.Linear(96, 40)  # N=40: int4 pads N to 16s; K=96: groups of 128 pad K
     x = torch.randn(3, 50, 96) * torch.linspace(0.2, 3, 96)
     x_cls = x[:, 0]  # a non-contiguous input (a ViT head's)
-    sim = FakeQuantLinear(linear, spec, _observer(x))
-    real = _build(copy.deepcopy(linear), spec, _observer(x), backend)
+    sim = FakeQuantLinear(linear, spec, observer(x))
+    real = _build(copy.deepcopy(linear), spec, observer(x), backend)
     with torch.inference_mode():
         assert sqnr(real(x), sim(x)) >= SQNR_DB
         assert sqnr(real(x_cls), sim(x_cls)) >= SQNR_DB
@@ -123,8 +114,8 @@ def test_conv_agrees_with_fake_quant(spec, in_chans, patch):
     torch.manual_seed(0)
     conv = nn.Conv2d(in_chans, 32, kernel_size=patch, stride=patch)  # a patch embedding
     x = torch.randn(2, in_chans, 28, 28)
-    sim = FakeQuantConv2d(conv, spec, _observer(x.flatten(1)))
-    real = _build(copy.deepcopy(conv), spec, _observer(x.flatten(1)), BACKENDS[-1])
+    sim = FakeQuantConv2d(conv, spec, observer(x.flatten(1)))
+    real = _build(copy.deepcopy(conv), spec, observer(x.flatten(1)), BACKENDS[-1])
     with torch.inference_mode():
         out = real(x)
         assert out.shape == sim(x).shape
@@ -154,7 +145,7 @@ def test_weight_reads_as_the_simulated_weight(spec):
     """Models such as Hugging Face's ViT read ``.weight.dtype`` of a unit in forward."""
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 20, kernel_size=4, stride=4)
-    real = _build(copy.deepcopy(conv), spec, _observer(torch.randn(2, 48)), BACKENDS[0])
+    real = _build(copy.deepcopy(conv), spec, observer(torch.randn(2, 48)), BACKENDS[0])
     want = quantize_weight(conv.weight, spec)
     assert real.weight.shape == conv.weight.shape
     torch.testing.assert_close(real.weight.float(), want.float(), rtol=1e-2, atol=1e-3)

@@ -20,37 +20,23 @@ from mixprec.kernels.ort.modules import (
     OrtNBitsLinear,
 )
 from mixprec.kernels.ort.ops import Int8MatMul, Int8MatMulToFloat, QuantizeDynamic, QuantizeStatic
+from mixprec.kernels.registry import W8A7_DYNAMIC, W8A7_STATIC, W8A8_DYNAMIC, W8A8_STATIC
 from mixprec.quant import QuantSpec
 from mixprec.quant.fake import dynamic_qparams, quantize
 from mixprec.quant.modules import AttentionQuant, FakeQuantConv2d, FakeQuantLinear
-from mixprec.quant.observers import Observer
 from mixprec.quant.simulate import attach_attention_quant
+from tests.helpers import observer, sqnr
 
 pytest.importorskip("onnxruntime")
 
-W8A8_STATIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="static")
-W8A8_DYNAMIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic")
 W8A8_DYNAMIC_TENSOR = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic",
                                 act_granularity="per_tensor")
-W8A7_STATIC = QuantSpec(weight_bits=8, act_bits=7, act_mode="static")
-W8A7_DYNAMIC = QuantSpec(weight_bits=8, act_bits=7, act_mode="dynamic")
 INT8_SPECS = [W8A8_STATIC, W8A8_DYNAMIC, W8A8_DYNAMIC_TENSOR, W8A7_STATIC, W8A7_DYNAMIC]
 
 
 def run_in_ort(module: nn.Module, x: torch.Tensor):
     onnx_bytes, names = export_onnx(module, x)
     return OrtModel(onnx_bytes, names, threads=1)(x)
-
-
-def sqnr(out: torch.Tensor, ref: torch.Tensor) -> float:
-    return (10 * torch.log10(ref.pow(2).mean() / (out - ref).pow(2).mean().clamp_min(1e-30))
-            ).item()
-
-
-def observer(x: torch.Tensor) -> Observer:
-    obs = Observer()
-    obs.observe(x)
-    return obs
 
 
 class Apply(nn.Module):
