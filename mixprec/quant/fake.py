@@ -12,14 +12,21 @@ _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16"
 
 
 def qrange(bits: int, symmetric: bool) -> tuple[int, int]:
-    """Integer grid for ``bits``.
+    """Integer grid for ``bits``: ``[-2^(b-1), 2^(b-1)-1]`` (int8: -128..127) when symmetric,
+    ``[0, 2^b - 1]`` when affine.
 
-    Symmetric grids use the restricted range ``[-(2^(b-1)-1), 2^(b-1)-1]`` (int8: +-127).
+    Symmetric scales map the absolute maximum to ``2^(b-1)-1`` (:func:`symmetric_qmax`), so
+    values inside the observed range never reach ``-2^(b-1)``; only values beyond a static
+    range do, and they clamp there, as QuantizeLinear and oneDNN's requantization saturate.
     """
     if symmetric:
-        top = 2 ** (bits - 1) - 1
-        return -top, top
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1
+
+
+def symmetric_qmax(bits: int) -> int:
+    """The grid level a symmetric scale maps the absolute maximum to (int8: 127)."""
+    return 2 ** (bits - 1) - 1
 
 
 def qparams_from_range(lo: torch.Tensor, hi: torch.Tensor, bits: int,
@@ -29,7 +36,7 @@ def qparams_from_range(lo: torch.Tensor, hi: torch.Tensor, bits: int,
     tiny = torch.finfo(torch.float32).tiny
     if symmetric:
         absmax = torch.maximum(lo.abs(), hi.abs())
-        scale = (absmax / qmax).clamp_min(tiny)
+        scale = (absmax / symmetric_qmax(bits)).clamp_min(tiny)
         return scale, torch.zeros_like(scale)
     lo = lo.clamp_max(0.0)
     hi = hi.clamp_min(0.0)

@@ -1,13 +1,28 @@
 import torch
 
 from mixprec.quant import QuantSpec
-from mixprec.quant.fake import fake_quant_dynamic, qparams_from_range, qrange, quantize_weight
+from mixprec.quant.fake import (
+    fake_quant_dynamic,
+    qparams_from_range,
+    qrange,
+    quantize,
+    quantize_weight,
+    symmetric_qmax,
+)
 
 
 def test_grids():
-    assert qrange(8, True) == (-127, 127)
-    assert qrange(4, True) == (-7, 7)
+    assert qrange(8, True) == (-128, 127)
+    assert qrange(4, True) == (-8, 7)
     assert qrange(8, False) == (0, 255)
+    assert symmetric_qmax(8) == 127 and symmetric_qmax(7) == 63
+
+
+def test_symmetric_scales_map_the_absmax_to_qmax_and_clamp_beyond_at_the_full_range():
+    scale, zero = qparams_from_range(torch.tensor(-2.0), torch.tensor(1.0), 8, True)
+    assert torch.isclose(scale, torch.tensor(2.0 / 127)) and zero == 0
+    x = torch.tensor([-2.0, 2.0, -2.01, -5.0, 5.0])
+    assert quantize(x, scale, zero, 8, True).tolist() == [-127, 127, -128, -128, 127]
 
 
 def test_per_channel_weights_land_on_their_grid():

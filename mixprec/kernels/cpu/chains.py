@@ -38,8 +38,8 @@ class Int8MlpChain(nn.Module):
             xu8, fc1.act.static_scale, fc1.act.offset, fc1.matrix.packed, fc1.matrix.scale,
             fc1.matrix.zero_points, fc1.bias, fc2.act.static_scale, fc2.act.offset,
             torch.uint8, "gelu", [], self.algorithm)
-        # oneDNN saturates to [0, 255]; the grid of fc2's input is offset +- qmax
-        hidden.clamp_(fc2.act.offset - fc2.act.qmax, fc2.act.offset + fc2.act.qmax)
+        if fc2.act.bits < 8:  # oneDNN saturates to [0, 255]: the 7-bit grid is [0, 127]
+            hidden.clamp_(max=fc2.act.offset + fc2.act.qmax)
         out = fc2.matrix.matmul(hidden, fc2.act.offset, fc2.act.static_scale, fc2.bias)
         return self.drop2(out.reshape(*x.shape[:-1], fc2.out_features).to(x.dtype))
 

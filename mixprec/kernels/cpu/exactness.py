@@ -21,10 +21,10 @@ WEIGHT_MAX = 127
 
 
 def probe_operands(act_max: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Activation grid values ``[4, K]`` in ``[-act_max, act_max]`` and int8 weights ``[3, K]``
-    whose products reach the largest partial sums either sign can have."""
+    """Activation grid values ``[4, K]`` in ``[-act_max - 1, act_max]`` and int8 weights
+    ``[3, K]`` whose products reach the largest partial sums either sign can have."""
     gen = torch.Generator().manual_seed(0)
-    acts = torch.stack([torch.full((PROBE_K,), act_max), torch.full((PROBE_K,), -act_max),
+    acts = torch.stack([torch.full((PROBE_K,), act_max), torch.full((PROBE_K,), -act_max - 1),
                         torch.randint(-act_max, act_max + 1, (PROBE_K,), generator=gen),
                         torch.arange(PROBE_K) % (2 * act_max + 1) - act_max])
     weights = torch.stack([torch.full((PROBE_K,), WEIGHT_MAX), torch.full((PROBE_K,), -WEIGHT_MAX),
@@ -40,7 +40,7 @@ def exact_product(acts: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 @cache
 def onednn_exact(act_max: int) -> bool:
     """Whether oneDNN's u8 x s8 linear is exact for symmetric activations in
-    ``[-act_max, act_max]`` (carried as ``u8 = q + act_max + 1``)."""
+    ``[-act_max - 1, act_max]`` (carried as ``u8 = q + act_max + 1``)."""
     if not torch.backends.mkldnn.is_available():
         return False
     acts, weights = probe_operands(act_max)

@@ -1,8 +1,9 @@
 """INT8 x INT8 -> INT32 GEMMs on the CPU, with a float epilogue (scales, bias).
 
 Activations arrive as uint8 ``u8 = q + offset``: symmetric grid values ``q`` in
-``[-qmax, qmax]`` shifted by ``offset = qmax + 1`` (128 for 8 bits, 64 for 7 bits), which is
-also the zero point. Three backends compute the same integers:
+``[-qmax - 1, qmax]`` shifted by ``offset = qmax + 1`` (128 for 8 bits, 64 for 7 bits), which
+is also the zero point: ``u8`` spans ``[0, 255]`` (``[0, 127]`` for 7 bits). Three backends
+compute the same integers:
 
 * ``onednn`` (x86): ``torch.ops.onednn.qlinear_prepack`` / ``qlinear_pointwise`` (u8 x s8,
   VNNI/AMX), float32 output straight from the int32 accumulator. Without VNNI, oneDNN adds
@@ -29,12 +30,12 @@ X86_MACHINES = ("x86_64", "amd64", "i686", "x86")
 
 
 def grid_max(bits: int) -> int:
-    """Largest value of the symmetric (restricted) grid of ``bits`` bits: 127, 63, ..."""
+    """The level a symmetric scale maps the absolute maximum to: 127, 63, ..."""
     return 2 ** (bits - 1) - 1
 
 
 def grid_bits(qmax: int) -> int:
-    """Inverse of :func:`grid_max`: the bit-width of the grid ``[-qmax, qmax]``."""
+    """Inverse of :func:`grid_max`: the bit-width of the grid ``[-qmax - 1, qmax]``."""
     return (qmax + 1).bit_length()
 
 

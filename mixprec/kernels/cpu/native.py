@@ -53,7 +53,8 @@ def extension() -> ModuleType | None:
 
 
 def quantize_u8(rows: torch.Tensor, scale: torch.Tensor, qmax: int, offset: int) -> torch.Tensor:
-    """``clamp(round(rows / scale), -qmax, qmax) + offset`` as uint8.
+    """``clamp(round(rows / scale), -qmax - 1, qmax) + offset`` as uint8 (the simulation's
+    symmetric grid).
 
     Args:
         rows: float32 ``[M, K]``.

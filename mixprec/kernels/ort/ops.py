@@ -4,9 +4,9 @@ Each Function computes its result in PyTorch (so that the model can be traced) a
 the ONNX nodes ONNX Runtime runs when the model is exported with the TorchScript exporter.
 The integers are those of the simulation (checked in tests against ONNX Runtime itself):
 
-* ``QuantizeLinear`` divides by the scale and rounds half to even, as
-  :func:`mixprec.quant.fake.quantize` does; it saturates to ``[0, 255]``, wider than the
-  symmetric grid ``[-qmax, qmax]``, so static scales clip first (dynamic ones cannot leave it);
+* ``QuantizeLinear`` divides by the scale, rounds half to even and saturates, as
+  :func:`mixprec.quant.fake.quantize` does: for 8 bits its range is the symmetric grid
+  ``[-128, 127]``; 7-bit static activations clip to ``[-64, 63]`` first;
 * per-token / per-channel dynamic scales divide first and quantize with a unit scale (the
   same integers; blocked QuantizeLinear trips ONNX Runtime's transpose optimizer);
 * the u8 x s8 GEMMs are ``MatMulIntegerToFloat`` (com.microsoft: scales and bias fused),
@@ -28,6 +28,7 @@ MS_DOMAIN = "com.microsoft"
 OPSET = 20
 """The newest opset PyTorch's TorchScript exporter supports (BitwiseAnd needs 18)."""
 TINY = torch.finfo(torch.float32).tiny
+INT8_QMAX = 127
 
 
 def _const(g, value: torch.Tensor):
@@ -61,8 +62,8 @@ def _cast_int(q: torch.Tensor, offset: int) -> torch.Tensor:
 
 
 class QuantizeStatic(torch.autograd.Function):
-    """``x`` on the grid ``[-qmax, qmax]`` of a fixed scale, plus ``offset``, as u8 (offset
-    > 0) or s8 (offset 0)."""
+    """``x`` on the grid ``[-qmax - 1, qmax]`` of a fixed scale, plus ``offset``, as u8
+    (offset > 0) or s8 (offset 0)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, scale: torch.Tensor, qmax: int, offset: int
@@ -71,9 +72,11 @@ class QuantizeStatic(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, x, scale, qmax: int, offset: int):
-        bound = g.op("Mul", scale, _const(g, torch.tensor(float(qmax))))
-        clipped = g.op("Clip", x, g.op("Neg", bound), bound)
-        return g.op("QuantizeLinear", clipped, scale, _zero_point(g, offset))
+        if qmax < INT8_QMAX:  # QuantizeLinear saturates to the 8-bit range only
+            low = g.op("Mul", scale, _const(g, torch.tensor(float(-qmax - 1))))
+            high = g.op("Mul", scale, _const(g, torch.tensor(float(qmax))))
+            x = g.op("Clip", x, low, high)
+        return g.op("QuantizeLinear", x, scale, _zero_point(g, offset))
 
 
 class QuantizeDynamic(torch.autograd.Function):

@@ -179,7 +179,7 @@ def int8_gemm(
         bias: Optional ``[N]`` bias added after dequantization.
         out_dtype: fp16, bf16 or fp32 output when not requantizing.
         out_scale: Static output scale; when given the output is int8
-            ``clamp(round(y / out_scale), -127, 127)``.
+            ``clamp(round(y / out_scale), -128, 127)``.
 
     Returns:
         ``[M, N]`` int32 accumulator, float ``y`` in ``out_dtype``, or int8 requantized ``y``.

@@ -5,8 +5,8 @@ Conventions (shared by every kernel in this package):
 * symmetric, ``scale = absmax / qmax`` with ``qmax = 2**(bits - 1) - 1`` (127 for 8 bits,
   7 for 4 bits; 4-bit values live in int8 containers); a zero abs-max gives scale 1.0, so
   an all-zero token quantizes to zeros;
-* ``q = clamp(round(x / scale), -qmax, qmax)`` with IEEE division and round half to even,
-  i.e. exactly ``torch.round`` (the reference is :func:`.reference.quantize_per_token_ref`).
+* ``q = clamp(round(x / scale), -qmax - 1, qmax)`` with IEEE division and round half to
+  even, i.e. exactly ``torch.round`` (the reference is :func:`.reference.quantize_per_token_ref`).
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ def round_half_even(x):
 
 @triton.jit
 def quantize_values(x, scale, qmax):
-    """Symmetric fp32 -> integer levels (still fp32): ``clamp(round(x / scale), -qmax, qmax)``."""
+    """Symmetric fp32 -> integer levels (still fp32):
+    ``clamp(round(x / scale), -qmax - 1, qmax)``."""
     y = tl.math.div_rn(x, scale)
-    return round_half_even(tl.minimum(tl.maximum(y, -qmax), qmax))
+    return round_half_even(tl.minimum(tl.maximum(y, -qmax - 1.0), qmax))
 
 
 @triton.jit
@@ -179,7 +180,7 @@ def quantize_per_tensor(
         bits: Bit-width in [2, 8]; values are stored in int8.
 
     Returns:
-        int8 tensor of ``x``'s shape: ``clamp(round(x / scale), -qmax, qmax)``.
+        int8 tensor of ``x``'s shape: ``clamp(round(x / scale), -qmax - 1, qmax)``.
     """
     check_tensor("x", x, dtypes=FLOAT_DTYPES)
     qmax = qmax_for_bits(bits)

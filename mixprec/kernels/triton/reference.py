@@ -26,7 +26,7 @@ def _symmetric_scale(absmax: torch.Tensor, qmax: int) -> torch.Tensor:
 
 
 def _quantize(x: torch.Tensor, scale: torch.Tensor, qmax: int) -> torch.Tensor:
-    return torch.round(x.float() / scale).clamp(-qmax, qmax).to(torch.int8)
+    return torch.round(x.float() / scale).clamp(-qmax - 1, qmax).to(torch.int8)
 
 
 def int_matmul_ref(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 // Fused activation quantization for the CPU int8 GEMMs: one pass from float32 rows to the
 // uint8 operand of a u8 x s8 GEMM, on exactly the simulation's grid:
-//   q = clamp(round_half_even(x / scale), -qmax, qmax),  u8 = q + offset.
+//   q = clamp(round_half_even(x / scale), -qmax - 1, qmax),  u8 = q + offset.
 // x / scale is an IEEE division (never a multiplication by 1/scale: that rounds differently
 // at grid boundaries), so the integers equal mixprec.quant.fake.quantize bit for bit.
 #include <torch/extension.h>
@@ -30,7 +30,7 @@ inline void quantize_row(const float* x, uint8_t* out, int64_t k, float scale, f
                          float offset) {
   for (int64_t j = 0; j < k; ++j) {
     float q = std::nearbyint(x[j] / scale);
-    q = std::min(std::max(q, -qmax), qmax);
+    q = std::min(std::max(q, -qmax - 1.0f), qmax);
     out[j] = static_cast<uint8_t>(static_cast<int32_t>(q + offset));
   }
 }
