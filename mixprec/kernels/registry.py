@@ -44,6 +44,9 @@ W8A8_STATIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="static")
 W8A8_DYNAMIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic")
 W8A7_STATIC = QuantSpec(weight_bits=8, act_bits=7, act_mode="static")
 W8A7_DYNAMIC = QuantSpec(weight_bits=8, act_bits=7, act_mode="dynamic")
+W8A8_DYNAMIC_AFFINE = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic",
+                                act_granularity="per_tensor", act_symmetric=False)
+"""ONNX Runtime ``quantize_dynamic``'s activation format (with per-channel weights)."""
 W8A16_BF16 = QuantSpec(weight_bits=8, act_bits=16, act_mode="none", float_dtype="bfloat16")
 W4A16_G32 = QuantSpec(weight_bits=4, act_bits=16, act_mode="none",
                       weight_granularity="per_group", group_size=32)
@@ -83,6 +86,14 @@ def _int8_gemm(act_bits: int) -> Callable[[QuantSpec], bool]:
                 and s.act_symmetric and s.token_split is None
                 and s.weight_granularity in ("per_channel", "per_tensor"))
     return accepts
+
+
+def _affine_dynamic_gemm(s: QuantSpec) -> bool:
+    """8-bit weights with ONNX Runtime ``quantize_dynamic``'s activations: affine, dynamic,
+    one range per tensor (DynamicQuantizeLinear)."""
+    return (s.weight_bits == 8 and s.act_bits == 8 and s.act_mode == "dynamic"
+            and not s.act_symmetric and s.act_granularity == "per_tensor" and s.weight_symmetric
+            and s.token_split is None and s.weight_granularity in ("per_channel", "per_tensor"))
 
 
 def _weight_only(bits: int, granularities: tuple[str, ...], dtypes: tuple[str, ...],
@@ -141,8 +152,10 @@ def _ort_kernels(int8: bool, propose_a7: bool) -> list[Kernel]:
     ]
     if int8:
         kernels += [
-            Kernel("w8a8", WEIGHT_KINDS, _int8_gemm(8),
-                   "W8A8 (QuantizeLinear + MatMulIntegerToFloat / ConvInteger)", _INT8_PROPOSALS),
+            Kernel("w8a8", WEIGHT_KINDS, lambda s: _int8_gemm(8)(s) or _affine_dynamic_gemm(s),
+                   "W8A8 (QuantizeLinear + MatMulIntegerToFloat / ConvInteger; affine "
+                   "per-tensor dynamic as DynamicQuantizeLinear + MatMulInteger)",
+                   (*_INT8_PROPOSALS, W8A8_DYNAMIC_AFFINE)),
             Kernel("w8a7", WEIGHT_KINDS, _int8_gemm(7), "W8A7 (7-bit activations, same ops)",
                    _A7_PROPOSALS if propose_a7 else ()),
             Kernel("int8_attention", ATTENTION_KINDS, _int8_attention(8, 7),

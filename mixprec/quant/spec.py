@@ -139,12 +139,17 @@ class QuantSpec:
 
     @property
     def label(self) -> str:
-        """Short human label, e.g. ``W8A8-static``, ``W4A8-dynamic-t25@8`` or ``W8A16-bf16``
-        (the float dtype of the unquantized parts, when it is not float32)."""
+        """Short human label, e.g. ``W8A8-static``, ``W4A8-dynamic-t25@8``, ``W8A16-bf16``
+        (the float dtype of the unquantized parts, when it is not float32) or
+        ``W8A8-dynamic-tensor-affine`` (activation options other than the defaults)."""
         if self.is_float:
             return f"float-{self.float_dtype}"
         w = f"W{self.weight_bits}" if self.quantizes_weights else "W16"
         a = f"A{self.act_bits}-{self.act_mode}" if self.quantizes_acts else "A16"
+        if self.act_mode == "dynamic" and self.act_granularity == "per_tensor":
+            a += "-tensor"
+        if self.quantizes_acts and not self.act_symmetric:
+            a += "-affine"
         if self.weight_granularity == "per_group":
             w += f"g{self.group_size}"
         split = ""

@@ -19,6 +19,7 @@ from mixprec.kernels.ort.ops import (
     Int8MatMul,
     Int8MatMulToFloat,
     NBitsMatMul,
+    QuantizeAffine,
     QuantizeDynamic,
     QuantizeStatic,
     dequantize_nibbles,
@@ -38,7 +39,8 @@ class OrtActivation(nn.Module):
     """Quantizes one activation for an int8 ONNX operator, as ``ActQuant`` simulates it.
 
     Args:
-        spec: symmetric 7- or 8-bit activations, static or dynamic.
+        spec: symmetric 7- or 8-bit activations, static or dynamic; or 8-bit affine dynamic
+            per-tensor ones (``DynamicQuantizeLinear``).
         observer: calibration statistics (static specs).
         dim: the dim one dynamic scale reduces (-1 per row, -2 per column).
         signed: emit an s8 operand (zero point 0: the right side of a product) instead of
@@ -48,9 +50,12 @@ class OrtActivation(nn.Module):
     def __init__(self, spec: QuantSpec, observer: Observer | None, dim: int = -1,
                  signed: bool = False) -> None:
         super().__init__()
-        if spec.act_bits not in KERNEL_ACT_BITS or not spec.act_symmetric:
+        self.affine = not spec.act_symmetric
+        if not (spec.act_bits in KERNEL_ACT_BITS and spec.act_symmetric
+                or is_affine_dynamic(spec) and not signed):
             raise ValueError(f"{spec.label}: the int8 ONNX operators take symmetric "
-                             f"activations of {KERNEL_ACT_BITS} bits")
+                             f"activations of {KERNEL_ACT_BITS} bits, or 8-bit affine dynamic "
+                             "per-tensor ones")
         self.qmax = grid_max(spec.act_bits)
         self.offset = 0 if signed else u8_offset(spec.act_bits)
         self.dynamic = spec.act_mode == "dynamic"
@@ -61,17 +66,33 @@ class OrtActivation(nn.Module):
                 raise RuntimeError("static activation quantization needs calibration data")
             scale = observer.qparams(spec.act_bits, True, spec.observer, spec.percentile)[0]
         self.register_buffer("scale", scale.float().reshape(()))
+        self.register_buffer("zero_point", torch.tensor(
+            self.offset, dtype=torch.int8 if signed else torch.uint8))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(quantized operand, its scale: 0-d, or one per slice with the reduced dim kept)."""
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(quantized operand, its scale: 0-d, or one per slice with the reduced dim kept,
+        its zero point)."""
+        if self.affine:
+            return QuantizeAffine.apply(x)
         if self.dynamic:
-            return QuantizeDynamic.apply(x, self.dim, self.qmax, self.offset)
-        return QuantizeStatic.apply(x, self.scale, self.qmax, self.offset), self.scale
+            values, scale = QuantizeDynamic.apply(x, self.dim, self.qmax, self.offset)
+            return values, scale, self.zero_point
+        return QuantizeStatic.apply(x, self.scale, self.qmax, self.offset), self.scale, \
+            self.zero_point
+
+
+def is_affine_dynamic(spec: QuantSpec) -> bool:
+    """Whether ``spec`` quantizes activations as ``DynamicQuantizeLinear`` does: 8-bit,
+    affine, dynamic, one scale and zero point per tensor."""
+    return (spec.act_bits == 8 and spec.act_mode == "dynamic" and not spec.act_symmetric
+            and spec.act_granularity == "per_tensor")
 
 
 class OrtInt8Linear(nn.Module):
     """W8A8 / W8A7 linear: QuantizeLinear then MatMulIntegerToFloat (bias fused); per-token
-    scales multiply the output.
+    scales multiply the output. Affine per-tensor dynamic activations take
+    ``quantize_dynamic``'s own graph (DynamicQuantizeLinear, MatMulInteger, Cast, Mul, Add),
+    which ONNX Runtime fuses into one DynamicQuantizeMatMul.
 
     Args:
         linear: the float module.
@@ -99,12 +120,16 @@ class OrtInt8Linear(nn.Module):
         return (self.qweight.float() * self.weight_scale).t()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xq, scale = self.act(x)
-        if scale.dim() == 0:
-            return Int8MatMulToFloat.apply(xq, self.qweight, scale, self.weight_scale, self.bias,
-                                           self.act.offset, self.split)
-        out = Int8MatMulToFloat.apply(xq, self.qweight, self.one, self.weight_scale, None,
-                                      self.act.offset, self.split) * scale
+        xq, scale, zero = self.act(x)
+        if self.act.affine:
+            out = Int8MatMul.apply(xq, self.qweight, zero, self.split) * (
+                scale * self.weight_scale)
+        elif scale.dim() == 0:
+            return Int8MatMulToFloat.apply(xq, self.qweight, scale, self.weight_scale,
+                                           self.bias, zero, self.split)
+        else:
+            out = Int8MatMulToFloat.apply(xq, self.qweight, self.one, self.weight_scale, None,
+                                          zero, self.split) * scale
         return out if self.bias is None else out + self.bias
 
 
@@ -134,11 +159,11 @@ class OrtInt8Conv(nn.Module):
         return self.qweight.float() * self.weight_scale.reshape(-1, 1, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat_q, scale = self.act(x.flatten(1))
+        flat_q, scale, zero = self.act(x.flatten(1))
         xq = flat_q.reshape(x.shape)
         if scale.dim() > 0:
             scale = scale.reshape(-1, 1, 1, 1)
-        acc = Int8Conv.apply(xq, self.qweight, self.act.offset, *self.geometry, self.split)
+        acc = Int8Conv.apply(xq, self.qweight, zero, *self.geometry, self.split)
         out = acc * (scale * self.weight_scale)
         return out if self.bias is None else out + self.bias
 
@@ -199,10 +224,10 @@ class OrtAttention(nn.Module):
     def forward(self, call: SdpaCall) -> torch.Tensor:
         k, v = expand_kv_heads(call)
         if "q" in self.quantizers:
-            (q_q, q_scale), (k_q, k_scale) = self.quantizers["q"](call.q), self.quantizers["k"](k)
+            q_q, q_scale, q_zero = self.quantizers["q"](call.q)
+            k_q, k_scale, _ = self.quantizers["k"](k)
             k_scale = k_scale.transpose(-2, -1) if k_scale.dim() else k_scale
-            acc = Int8MatMul.apply(q_q, k_q.transpose(-2, -1), self.quantizers["q"].offset,
-                                   self.split["qk"])
+            acc = Int8MatMul.apply(q_q, k_q.transpose(-2, -1), q_zero, self.split["qk"])
             scores = acc * q_scale * k_scale
         else:
             scores = call.q @ k.transpose(-2, -1)
@@ -213,6 +238,7 @@ class OrtAttention(nn.Module):
         probs = scores.softmax(dim=-1)
         if "p" not in self.quantizers:
             return probs @ v
-        (p_q, p_scale), (v_q, v_scale) = self.quantizers["p"](probs), self.quantizers["v"](v)
-        acc = Int8MatMul.apply(p_q, v_q, self.quantizers["p"].offset, self.split["pv"])
+        p_q, p_scale, p_zero = self.quantizers["p"](probs)
+        v_q, v_scale, _ = self.quantizers["v"](v)
+        acc = Int8MatMul.apply(p_q, v_q, p_zero, self.split["pv"])
         return acc * p_scale * v_scale

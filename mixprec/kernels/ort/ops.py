@@ -61,6 +61,26 @@ def _cast_int(q: torch.Tensor, offset: int) -> torch.Tensor:
     return (q + offset).to(torch.uint8) if offset > 0 else q.to(torch.int8)
 
 
+def _halves(g, a, zero_point):
+    """``u8 = 2 * (u8 >> 1) + (u8 & 1)``, zero point likewise: (high, its zero point, low, its
+    zero point). Each half times an s8 weight fits a 16-bit pair sum: no saturation."""
+    one = _const(g, torch.tensor(1, dtype=torch.uint8))
+    return (g.op("BitShift", a, one, direction_s="RIGHT"),
+            g.op("BitShift", zero_point, one, direction_s="RIGHT"),
+            g.op("BitwiseAnd", a, one), g.op("BitwiseAnd", zero_point, one))
+
+
+def _integer_product(g, op: str, a, b, zero_point, split: bool, **attrs):
+    """``op`` (MatMulInteger or ConvInteger) of ``a - zero_point`` and ``b`` as float32,
+    as two saturation-free products when ``split``."""
+    if not split:
+        return g.op("Cast", g.op(op, a, b, zero_point, **attrs), to_i=1)
+    high, high_zero, low, low_zero = _halves(g, a, zero_point)
+    acc_high = g.op(op, high, b, high_zero, **attrs)
+    acc = g.op("Add", g.op("Add", acc_high, acc_high), g.op(op, low, b, low_zero, **attrs))
+    return g.op("Cast", acc, to_i=1)
+
+
 class QuantizeStatic(torch.autograd.Function):
     """``x`` on the grid ``[-qmax - 1, qmax]`` of a fixed scale, plus ``offset``, as u8
     (offset > 0) or s8 (offset 0)."""
@@ -111,85 +131,83 @@ class QuantizeDynamic(torch.autograd.Function):
                     _zero_point(g, offset)), scale
 
 
+class QuantizeAffine(torch.autograd.Function):
+    """8-bit affine per-tensor quantization with the range of ``x`` itself
+    (``DynamicQuantizeLinear``, what ONNX Runtime's ``quantize_dynamic`` emits): returns
+    (u8 values, scale, u8 zero point)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        scale, zero = dynamic_qparams(x, 8, False, tuple(range(x.dim())))
+        scale, zero = scale.reshape(()), zero.reshape(())
+        return quantize(x.float(), scale, zero, 8, False).to(torch.uint8), scale, \
+            zero.to(torch.uint8)
+
+    @staticmethod
+    def symbolic(g, x):
+        return g.op("DynamicQuantizeLinear", x, outputs=3)
+
+
 class Int8MatMulToFloat(torch.autograd.Function):
-    """``(a_u8 - offset) @ b_s8 * a_scale * b_scale + bias`` in float32 (``b`` a ``[K, N]``
-    weight; ``a_scale`` one scale; ``b_scale`` per column)."""
+    """``(a_u8 - zero_point) @ b_s8 * a_scale * b_scale + bias`` in float32 (``b`` a
+    ``[K, N]`` weight; ``a_scale`` one scale; ``b_scale`` per column)."""
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, b: torch.Tensor, a_scale: torch.Tensor,
-                b_scale: torch.Tensor, bias: torch.Tensor | None, offset: int, split: bool
-                ) -> torch.Tensor:
-        out = ((a.float() - offset) @ b.float()) * a_scale * b_scale
+                b_scale: torch.Tensor, bias: torch.Tensor | None, zero_point: torch.Tensor,
+                split: bool) -> torch.Tensor:
+        out = ((a.float() - zero_point.float()) @ b.float()) * a_scale * b_scale
         return out if bias is None else out + bias
 
     @staticmethod
-    def symbolic(g, a, b, a_scale, b_scale, bias, offset: int, split: bool):
+    def symbolic(g, a, b, a_scale, b_scale, bias, zero_point, split: bool):
         none = symbolic_helper._optional_input_placeholder_tensor(g)
         bias = bias if not symbolic_helper._is_none(bias) else none
         columns = symbolic_helper._get_tensor_sizes(b)[-1]
+
+        def product(operand, scale, zero, with_bias):
+            node = g.op(f"{MS_DOMAIN}::MatMulIntegerToFloat", operand, b, scale, b_scale, zero,
+                        none, with_bias)
+            return _float_output(node, a, columns)
+
         if not split:
-            return _float_output(g.op(f"{MS_DOMAIN}::MatMulIntegerToFloat", a, b, a_scale,
-                                      b_scale, _zero_point(g, offset), none, bias), a, columns)
-        high = g.op("BitShift", a, _const(g, torch.tensor(1, dtype=torch.uint8)),
-                    direction_s="RIGHT")
-        low = g.op("BitwiseAnd", a, _const(g, torch.tensor(1, dtype=torch.uint8)))
+            return product(a, a_scale, zero_point, bias)
+        high, high_zero, low, low_zero = _halves(g, a, zero_point)
         twice = g.op("Mul", a_scale, _const(g, torch.tensor(2.0)))
-        out_high = _float_output(g.op(f"{MS_DOMAIN}::MatMulIntegerToFloat", high, b, twice,
-                                      b_scale, _zero_point(g, offset // 2), none, bias),
-                                 a, columns)
-        out_low = _float_output(g.op(f"{MS_DOMAIN}::MatMulIntegerToFloat", low, b, a_scale,
-                                     b_scale, _const(g, torch.tensor(0, dtype=torch.uint8)),
-                                     none, none), a, columns)
-        return g.op("Add", out_high, out_low)
+        return g.op("Add", product(high, twice, high_zero, bias),
+                    product(low, a_scale, low_zero, none))
 
 
 class Int8MatMul(torch.autograd.Function):
-    """``(a_u8 - offset) @ b_s8`` as float32 integers (batched ``MatMulInteger``), for
+    """``(a_u8 - zero_point) @ b_s8`` as float32 integers (batched ``MatMulInteger``), for
     products whose scales are applied around it (attention, per-token GEMMs)."""
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor, offset: int, split: bool
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor, zero_point: torch.Tensor, split: bool
                 ) -> torch.Tensor:
-        return (a.double() - offset).matmul(b.double()).float()
+        return (a.double() - zero_point.double()).matmul(b.double()).float()
 
     @staticmethod
-    def symbolic(g, a, b, offset: int, split: bool):
-        if not split:
-            acc = g.op("MatMulInteger", a, b, _zero_point(g, offset))
-            return g.op("Cast", acc, to_i=1)
-        high = g.op("BitShift", a, _const(g, torch.tensor(1, dtype=torch.uint8)),
-                    direction_s="RIGHT")
-        low = g.op("BitwiseAnd", a, _const(g, torch.tensor(1, dtype=torch.uint8)))
-        acc_high = g.op("MatMulInteger", high, b, _zero_point(g, offset // 2))
-        acc_low = g.op("MatMulInteger", low, b)
-        acc = g.op("Add", g.op("Add", acc_high, acc_high), acc_low)
-        return g.op("Cast", acc, to_i=1)
+    def symbolic(g, a, b, zero_point, split: bool):
+        return _integer_product(g, "MatMulInteger", a, b, zero_point, split)
 
 
 class Int8Conv(torch.autograd.Function):
-    """``conv2d(x_u8 - offset, w_s8)`` as float32 integers (``ConvInteger``; padding takes
-    the zero point)."""
+    """``conv2d(x_u8 - zero_point, w_s8)`` as float32 integers (``ConvInteger``; padding
+    takes the zero point)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor, offset: int, stride: tuple[int, ...],
-                padding: tuple[int, ...], dilation: tuple[int, ...], split: bool
-                ) -> torch.Tensor:
-        xs = x.double() - offset
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, zero_point: torch.Tensor,
+                stride: tuple[int, ...], padding: tuple[int, ...], dilation: tuple[int, ...],
+                split: bool) -> torch.Tensor:
+        xs = x.double() - zero_point.double()
         return torch.nn.functional.conv2d(xs, w.double(), None, stride, padding, dilation).float()
 
     @staticmethod
-    def symbolic(g, x, w, offset: int, stride, padding, dilation, split: bool):
-        attrs = {"strides_i": list(stride), "pads_i": list(padding) * 2,
-                 "dilations_i": list(dilation)}
-        if not split:
-            return g.op("Cast", g.op("ConvInteger", x, w, _zero_point(g, offset), **attrs),
-                        to_i=1)
-        high = g.op("BitShift", x, _const(g, torch.tensor(1, dtype=torch.uint8)),
-                    direction_s="RIGHT")
-        low = g.op("BitwiseAnd", x, _const(g, torch.tensor(1, dtype=torch.uint8)))
-        acc_high = g.op("ConvInteger", high, w, _zero_point(g, offset // 2), **attrs)
-        acc_low = g.op("ConvInteger", low, w, **attrs)
-        return g.op("Cast", g.op("Add", g.op("Add", acc_high, acc_high), acc_low), to_i=1)
+    def symbolic(g, x, w, zero_point, stride, padding, dilation, split: bool):
+        return _integer_product(g, "ConvInteger", x, w, zero_point, split,
+                                strides_i=list(stride), pads_i=list(padding) * 2,
+                                dilations_i=list(dilation))
 
 
 class NBitsMatMul(torch.autograd.Function):

@@ -19,8 +19,20 @@ from mixprec.kernels.ort.modules import (
     OrtInt8Linear,
     OrtNBitsLinear,
 )
-from mixprec.kernels.ort.ops import Int8MatMul, Int8MatMulToFloat, QuantizeDynamic, QuantizeStatic
-from mixprec.kernels.registry import W8A7_DYNAMIC, W8A7_STATIC, W8A8_DYNAMIC, W8A8_STATIC
+from mixprec.kernels.ort.ops import (
+    Int8MatMul,
+    Int8MatMulToFloat,
+    QuantizeAffine,
+    QuantizeDynamic,
+    QuantizeStatic,
+)
+from mixprec.kernels.registry import (
+    W8A7_DYNAMIC,
+    W8A7_STATIC,
+    W8A8_DYNAMIC,
+    W8A8_DYNAMIC_AFFINE,
+    W8A8_STATIC,
+)
 from mixprec.quant import QuantSpec
 from mixprec.quant.fake import dynamic_qparams, quantize
 from mixprec.quant.modules import AttentionQuant, FakeQuantConv2d, FakeQuantLinear
@@ -31,7 +43,8 @@ pytest.importorskip("onnxruntime")
 
 W8A8_DYNAMIC_TENSOR = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic",
                                 act_granularity="per_tensor")
-INT8_SPECS = [W8A8_STATIC, W8A8_DYNAMIC, W8A8_DYNAMIC_TENSOR, W8A7_STATIC, W8A7_DYNAMIC]
+INT8_SPECS = [W8A8_STATIC, W8A8_DYNAMIC, W8A8_DYNAMIC_TENSOR, W8A8_DYNAMIC_AFFINE, W8A7_STATIC,
+              W8A7_DYNAMIC]
 
 
 def run_in_ort(module: nn.Module, x: torch.Tensor):
@@ -96,12 +109,29 @@ def test_int8_products_are_exact(split):
                   dim=1)
     exact = (a.long() @ b.long()).float()
     a_u8, b_s8 = (a + 128).to(torch.uint8), b.to(torch.int8)
+    zero = torch.tensor(128, dtype=torch.uint8)
     to_float = Apply(Int8MatMulToFloat, (b_s8, torch.tensor(1.0), torch.ones(16)),
-                     (None, 128, split))
+                     (None, zero, split))
     assert torch.equal(run_in_ort(to_float, a_u8), exact)
     a3, b3 = a_u8.reshape(2, 12, 64), torch.stack([b_s8, b_s8.flip(1)])
     want = torch.stack([exact[:12], (a[12:].long() @ b.flip(1).long()).float()])
-    assert torch.equal(run_in_ort(Apply(Int8MatMul, (b3,), (128, split)), a3), want)
+    assert torch.equal(run_in_ort(Apply(Int8MatMul, (b3,), (zero, split)), a3), want)
+    odd = torch.tensor(77, dtype=torch.uint8)  # an affine zero point: odd, far from 128
+    shifted = (a + 77).clamp(0, 255)
+    want = ((shifted - 77).long() @ b.long()).float()
+    got = run_in_ort(Apply(Int8MatMul, (b_s8,), (odd, split)), shifted.to(torch.uint8))
+    assert torch.equal(got, want)
+
+
+def test_affine_dynamic_quantization_is_dynamicquantizelinear():
+    x = inputs_with_outliers()
+    values = run_in_ort(Apply(QuantizeAffine, index=0), x)
+    scale = run_in_ort(Apply(QuantizeAffine, index=1), x)
+    zero = run_in_ort(Apply(QuantizeAffine, index=2), x)
+    want_scale, want_zero = dynamic_qparams(x, 8, False, (0, 1, 2))
+    assert torch.equal(scale.reshape(()), want_scale.reshape(()))
+    assert int(zero) == int(want_zero)
+    assert torch.equal(values.float(), quantize(x, want_scale, want_zero, 8, False))
 
 
 @pytest.mark.parametrize("split", [False, True])
@@ -118,7 +148,8 @@ def test_linear_agrees_with_fake_quant(spec, split):
     torch.testing.assert_close(real.weight, sim.weight)
 
 
-@pytest.mark.parametrize("spec", [W8A8_STATIC, W8A8_DYNAMIC, W8A7_DYNAMIC], ids=lambda s: s.label)
+@pytest.mark.parametrize("spec", [W8A8_STATIC, W8A8_DYNAMIC, W8A7_DYNAMIC, W8A8_DYNAMIC_AFFINE],
+                         ids=lambda s: s.label)
 @pytest.mark.parametrize("padding", [0, 1])
 def test_conv_agrees_with_fake_quant(spec, padding):
     torch.manual_seed(0)
