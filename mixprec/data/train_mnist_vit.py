@@ -56,13 +56,17 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
-          weight_decay: float = 0.05, label_smoothing: float = 0.1) -> torch.nn.Module:
-    """Train the embedded model ``name``; return it (float32, eval mode)."""
+          weight_decay: float = 0.05, label_smoothing: float = 0.1,
+          init: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
+    """Train the embedded model ``name`` (from the weights ``init`` when given: a warm
+    restart of the schedule); return it (float32, eval mode)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x_train, y_train = mnist("train")
     x_test, y_test = mnist("test")
     model = build_mnist_vit(name)
+    if init is not None:
+        model.load_state_dict({k: v.float() for k, v in init.items()})
     opt = torch.optim.AdamW(decay_groups(model, weight_decay), lr=lr)
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     total, warmup = epochs * steps_per_epoch, 3 * steps_per_epoch
@@ -110,6 +114,9 @@ def main() -> None:
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (the shipped checkpoints were trained on 1)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from this checkpoint's weights (a warm restart: a second "
+                             "warm-up and cosine cycle)")
     parser.add_argument("--out", type=Path, default=None,
                         help="checkpoint path (default: the package's file for --model)")
     args = parser.parse_args()
@@ -117,14 +124,23 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = args.out or Path(__file__).with_name(CHECKPOINTS[args.model])
     start = time.time()
+    init, init_meta = None, None
+    if args.init is not None:
+        start_from = torch.load(args.init, map_location="cpu", weights_only=True)
+        if start_from["config"] != config:
+            raise SystemExit(f"{args.init} holds another architecture than {args.model}")
+        init, init_meta = start_from["state_dict"], start_from.get("meta")
     model = train(args.model, args.epochs, args.batch_size, args.lr, args.seed,
-                  args.weight_decay, args.label_smoothing)
+                  args.weight_decay, args.label_smoothing, init)
     minutes = (time.time() - start) / 60
     state = stored_state(model)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     acc = evaluate(model, *mnist("test"))
     meta = {"test_top1": acc, "train_minutes": round(minutes, 1), "torch": str(torch.__version__),
-            **{k: v for k, v in vars(args).items() if k != "out"}}
+            **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+               if k != "out"}}
+    if init_meta is not None:
+        meta["init_meta"] = init_meta  # the run this one restarted from
     torch.save({"config": config, "state_dict": state, "meta": meta}, out)
     print(f"test top-1 {acc:.4f} (float16 weights); {minutes:.1f} min; wrote {out} "
           f"({out.stat().st_size / 1e6:.2f} MB)")

@@ -20,3 +20,18 @@ def test_augment_keeps_shape_and_background():
     out = augment(images, torch.Generator().manual_seed(0))
     assert out.shape == images.shape
     torch.testing.assert_close(out, images, atol=1e-4, rtol=0)
+
+
+def test_a_warm_restart_must_start_from_the_same_architecture(tmp_path, monkeypatch):
+    import pytest
+
+    from mixprec.data import train_mnist_vit
+    from mixprec.data.mnist_vit import config_of
+
+    small = tmp_path / "small.pt"
+    torch.save({"config": config_of("mnist-vit-small"), "state_dict": {}, "meta": {}}, small)
+    monkeypatch.setattr("sys.argv", ["train", "--model", "mnist-vit", "--init", str(small),
+                                     "--out", str(tmp_path / "out.pt")])
+    with pytest.raises(SystemExit, match="another architecture"):
+        train_mnist_vit.main()
+    assert not (tmp_path / "out.pt").exists()
