@@ -7,7 +7,7 @@ from torch import nn
 
 from mixprec.kernels.cpu import native
 from mixprec.kernels.cpu.int8 import grid_max, u8_offset
-from mixprec.quant.fake import dynamic_qparams, quantize
+from mixprec.quant.fake import dynamic_qparams
 from mixprec.quant.observers import Observer
 from mixprec.quant.spec import QuantSpec
 
@@ -63,6 +63,13 @@ class Int8Activation(nn.Module):
         return native.quantize_u8(rows, scale, self.qmax, self.offset), scale
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Grid values of ``x`` (float32 tensor of integers) and their scale(s)."""
+        """Grid values of ``x`` (float32 tensor of integers, one pass) and their scale(s):
+        0-d, or one per row of the last dim (``[..., 1]``) for per-token dynamic specs."""
+        rows = x.reshape(-1, x.shape[-1])
+        if self.dynamic and self.per_token:
+            if self.dim != -1:
+                raise ValueError("per-token scales of grid values are per row (dim=-1)")
+            grid, scale = native.grid_values_rows(rows, self.qmax)
+            return grid.reshape(x.shape), scale.reshape(*x.shape[:-1], 1)
         scale = self.scale_of(x)
-        return quantize(x.float(), scale, torch.zeros(()), self.bits, True), scale
+        return native.grid_values(rows, scale, self.qmax).reshape(x.shape), scale

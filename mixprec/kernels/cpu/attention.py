@@ -38,9 +38,9 @@ class CpuAttention(nn.Module):
         super().__init__()
         self.qk, self.pv = qk, pv
         self.quantizers = nn.ModuleDict()
-        for point, spec, dim in (("q", qk, -1), ("k", qk, -1), ("p", pv, -1), ("v", pv, -2)):
+        for point, spec in (("q", qk), ("k", qk), ("p", pv), ("v", pv)):
             if spec.quantizes_acts:
-                self.quantizers[point] = Int8Activation(spec, observers.get(point), dim)
+                self.quantizers[point] = Int8Activation(spec, observers.get(point))
 
     def __call__(self, call: SdpaCall) -> torch.Tensor:  # type: ignore[override]
         return self.forward(call)
@@ -52,18 +52,18 @@ class CpuAttention(nn.Module):
         if self.qk.quantizes_acts:
             q_q, q_scale = self.quantizers["q"](call.q)
             k_q, k_scale = self.quantizers["k"](k)
-            scores = int8_bmm(q_q, q_scale, k_q, as_columns(k_scale))
+            scores = int8_bmm(q_q, q_scale * call.softmax_scale, k_q, as_columns(k_scale))
         else:
-            scores = float_matmul(self.qk, call.q, k.transpose(-2, -1))
-        scores = scores * call.softmax_scale
+            scores = float_matmul(self.qk, call.q, k.transpose(-2, -1)) * call.softmax_scale
         bias = call.bias(scores)
         if bias is not None:
             scores = scores + bias
         probs = scores.softmax(dim=-1)
         if self.pv.quantizes_acts:
             p_q, p_scale = self.quantizers["p"](probs)
-            v_q, v_scale = self.quantizers["v"](v)  # per-column scales [..., 1, D] (or one)
-            out = int8_bmm(p_q, p_scale, v_q.transpose(-2, -1), v_scale)
+            # V per column = Vᵀ per row: Vᵀ is P·V's weight, its rows' scales are per column
+            vt_q, vt_scale = self.quantizers["v"](v.transpose(-2, -1))
+            out = int8_bmm(p_q, p_scale, vt_q, as_columns(vt_scale))
         else:
             out = float_matmul(self.pv, probs, v)
         return out.to(call.q.dtype)

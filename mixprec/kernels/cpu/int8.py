@@ -149,7 +149,9 @@ def int8_bmm(a_q: torch.Tensor, a_scale: torch.Tensor, b_q: torch.Tensor,
     """
     if a_q.shape[-1] <= EXACT_FLOAT_REDUCTION:
         acc = a_q.float() @ b_q.float().transpose(-2, -1)
-        return acc * a_scale * b_scale
+        if a_scale.numel() == 1 and b_scale.numel() == 1:
+            return acc.mul_(a_scale * b_scale)
+        return acc.mul_(a_scale).mul_(b_scale)
     if not int_mm_exact():
         raise RuntimeError(f"int8 product over {a_q.shape[-1]} > {EXACT_FLOAT_REDUCTION} "
                            "elements: torch._int_mm is not exact on this CPU")

@@ -83,6 +83,28 @@ def quantize_rows_u8(rows: torch.Tensor, qmax: int, offset: int
     return (_grid(rows, scale, qmax) + offset).to(torch.uint8), scale
 
 
+def grid_values(rows: torch.Tensor, scale: torch.Tensor, qmax: int) -> torch.Tensor:
+    """``clamp(round(rows / scale), -qmax - 1, qmax)`` as float32 (one scale, or one per
+    row), in one pass: operands of exact float products of integers."""
+    ext = extension()
+    rows = rows.float().contiguous()
+    if ext is not None:
+        return ext.grid_f32(rows, scale.float(), qmax)
+    return _grid(rows, scale.float().reshape(-1, 1) if scale.numel() > 1 else scale.float(),
+                 qmax)
+
+
+def grid_values_rows(rows: torch.Tensor, qmax: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row dynamic :func:`grid_values`: (float32 grid values, scales ``[M, 1]``)."""
+    ext = extension()
+    rows = rows.float().contiguous()
+    if ext is not None:
+        grid, scale = ext.grid_rows_f32(rows, qmax)
+        return grid, scale
+    scale = dynamic_qparams(rows, grid_bits(qmax), True, -1)[0]
+    return _grid(rows, scale, qmax), scale
+
+
 def scale_rows_add_bias_(out: torch.Tensor, row_scale: torch.Tensor,
                          bias: torch.Tensor | None) -> torch.Tensor:
     """``out * row_scale + bias`` in place (``out`` float32 ``[M, N]`` contiguous)."""

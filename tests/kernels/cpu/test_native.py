@@ -62,3 +62,15 @@ def test_row_epilogue(implementation):
     want = out * rows + bias
     torch.testing.assert_close(native.scale_rows_add_bias_(out.clone(), rows, bias), want)
     torch.testing.assert_close(native.scale_rows_add_bias_(out.clone(), rows, None), out * rows)
+
+
+@pytest.mark.parametrize("bits", [8, 7])
+def test_float_grid_values_are_exact(implementation, bits):
+    x = _rows()
+    qmax = 2 ** (bits - 1) - 1
+    scale = torch.tensor(0.037)
+    want = quantize(x, scale, torch.zeros(()), bits, True)
+    assert torch.equal(native.grid_values(x, scale, qmax), want)
+    grid, rows = native.grid_values_rows(x, qmax)
+    assert torch.equal(rows, dynamic_qparams(x, bits, True, -1)[0])
+    assert torch.equal(grid, quantize(x, rows, torch.zeros(()), bits, True))

@@ -35,6 +35,12 @@ inline void quantize_row(const float* x, uint8_t* out, int64_t k, float scale, f
   }
 }
 
+inline void grid_row(const float* x, float* out, int64_t k, float scale, float qmax) {
+  for (int64_t j = 0; j < k; ++j) {
+    out[j] = std::min(std::max(std::nearbyint(x[j] / scale), -qmax - 1.0f), qmax);
+  }
+}
+
 void check_rows(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 2, "expected rows [M, K], got ", x.dim(), " dims");
   TORCH_CHECK(x.scalar_type() == torch::kFloat32, "expected float32 rows");
@@ -85,6 +91,46 @@ std::vector<torch::Tensor> quantize_rows_u8(torch::Tensor x, int64_t qmax, int64
   return {out, scales};
 }
 
+// The grid values themselves as float32 (operands of exact float products of integers),
+// with one scale or one per row; and with per-row dynamic scales, returned as [M, 1].
+torch::Tensor grid_f32(torch::Tensor x, torch::Tensor scales, int64_t qmax) {
+  check_rows(x);
+  const int64_t m = x.size(0), k = x.size(1);
+  auto s = scales.to(torch::kFloat32).contiguous().reshape({-1});
+  TORCH_CHECK(s.numel() == 1 || s.numel() == m, "scales must have 1 or M elements");
+  auto out = torch::empty_like(x);
+  const float* xp = x.data_ptr<float>();
+  const float* sp = s.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const bool per_row = s.numel() == m && m > 1;
+  const float fq = static_cast<float>(qmax);
+  at::parallel_for(0, m, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      grid_row(xp + i * k, op + i * k, k, per_row ? sp[i] : sp[0], fq);
+    }
+  });
+  return out;
+}
+
+std::vector<torch::Tensor> grid_rows_f32(torch::Tensor x, int64_t qmax) {
+  check_rows(x);
+  const int64_t m = x.size(0), k = x.size(1);
+  auto out = torch::empty_like(x);
+  auto scales = torch::empty({m, 1}, x.options());
+  const float* xp = x.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  float* sp = scales.data_ptr<float>();
+  const float fq = static_cast<float>(qmax);
+  at::parallel_for(0, m, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float scale = std::max(abs_max(xp + i * k, k) / fq, FLT_MIN);
+      sp[i] = scale;
+      grid_row(xp + i * k, op + i * k, k, scale, fq);
+    }
+  });
+  return {out, scales};
+}
+
 // out[i, j] = out[i, j] * row_scale[i] + bias[j], in place (the epilogue of a per-row
 // dynamic GEMM whose accumulators were already scaled per column).
 torch::Tensor scale_rows_add_bias_(torch::Tensor out, torch::Tensor row_scale,
@@ -119,4 +165,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("quantize_u8", &quantize_u8, "rows -> u8 grid values (static or per-row scales)");
   m.def("quantize_rows_u8", &quantize_rows_u8, "rows -> (u8 grid values, per-row scales)");
   m.def("scale_rows_add_bias_", &scale_rows_add_bias_, "out * row_scale + bias, in place");
+  m.def("grid_f32", &grid_f32, "rows -> float32 grid values (static or per-row scales)");
+  m.def("grid_rows_f32", &grid_rows_f32, "rows -> (float32 grid values, per-row scales)");
 }
