@@ -44,6 +44,7 @@ def load_case(name: str, batch: int):
     if name in EMBEDDED:
         images, labels = data.mnist("test")
         return (models.load(name), images[:batch], data.mnist("train")[0][:256], images, labels)
+    torch.manual_seed(0)  # the same random weights in every worker process
     model = models.load(name, pretrained=False)
     gen = torch.Generator().manual_seed(0)
     shape = (3, *model.pretrained_cfg["input_size"][1:])
