@@ -9,7 +9,8 @@ breaks: the ratio of measured to predicted output noise (sqnr_global scores are 
 noise-to-signal ratios, so a sum that holds gives 1) by the number of 4-bit-activation
 units in the plan. No assertions.
 
-    python benchmarks/bench_sensitivity_fidelity.py [--plans 50] [--seed 0] [--threads 2]
+    python benchmarks/bench_sensitivity_fidelity.py [--model mnist-vit] [--plans 50] [--seed 0]
+        [--threads 2]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--calib-size", type=int, default=256)
     parser.add_argument("--methods", nargs="+", default=None)
+    parser.add_argument("--model", default="mnist-vit", help="mnist-vit or mnist-vit-small")
     args = parser.parse_args()
 
     from mixprec import data, quant, sensitivity
@@ -37,13 +39,13 @@ def main() -> None:
     from mixprec.sensitivity.fidelity import random_plans
 
     torch.set_num_threads(args.threads)
-    model = data.mnist_vit().eval()
+    model = data.mnist_vit(args.model).eval()
     images, labels = data.mnist("test")
     calib = data.mnist("train")[0][: args.calib_size]
     units = quant.discover_units(model, images[:1])
     candidates = [QuantSpec(weight_bits=w, act_bits=a, act_mode=m) for w, a, m in CANDIDATES]
     methods = args.methods or sensitivity.available()
-    print(f"mnist-vit: {len(units)} units, candidates {[c.label for c in candidates]}, "
+    print(f"{args.model}: {len(units)} units, candidates {[c.label for c in candidates]}, "
           f"{len(calib)} calibration images, {args.plans} plans (seed {args.seed}), "
           f"{args.threads} threads")
     tables = {}
