@@ -27,3 +27,11 @@ def mnist_calib() -> torch.Tensor:
 @pytest.fixture(scope="session")
 def mnist_units(mnist_model, mnist_test) -> quant.UnitList:
     return quant.discover_units(mnist_model, mnist_test[0][:1])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache_dir(tmp_path_factory) -> None:
+    """Latency caches and saved tables go to a temporary folder, not ~/.cache/mixprec."""
+    import os
+
+    os.environ["MIXPREC_CACHE_DIR"] = str(tmp_path_factory.mktemp("mixprec-cache"))

@@ -112,9 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     un.set_defaults(func=cmd_units)
 
     from mixprec.cli.cpu import register as register_cpu
+    from mixprec.cli.measure import register as register_measure
     from mixprec.cli.sensitivity import register as register_sensitivity
     register_sensitivity(sub)
     register_cpu(sub)
+    register_measure(sub)
     return parser
 
 
@@ -125,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ValueError, FileNotFoundError, TypeError) as err:
+    except (ValueError, FileNotFoundError, TypeError, LookupError) as err:
         print(f"mixprec {args.command}: error: {err}", file=sys.stderr)
         return 2
 

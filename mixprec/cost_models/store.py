@@ -1,0 +1,106 @@
+"""Finding a latency table: the tables shipped in the package and those ``measure`` saved in
+the cache directory, matched by device, model, runtime, batch and threads and, for a CPU, by
+this machine's fingerprint."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from importlib import resources
+from pathlib import Path
+
+from mixprec.cost_models.cache import cache_root
+from mixprec.cost_models.table import (
+    ForeignMachineWarning,
+    LatencyTable,
+    LatencyTableError,
+    load_table,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def shipped_dir() -> Path:
+    """The package's folder of shipped tables."""
+    return Path(str(resources.files("mixprec.cost_models").joinpath("tables")))
+
+
+def saved_dir() -> Path:
+    """Where ``measure`` saves the tables it measures (under the cache root)."""
+    return cache_root() / "tables"
+
+
+def table_filename(table: LatencyTable) -> str:
+    """A file name that tells tables apart: device, machine, runtime, model, batch, threads."""
+    machine = table.provenance.get("cpu_key", "") if table.source == "measured" else "analytic"
+    model = table.provenance.get("model_name") or table.model_id
+    return (f"{table.device}-{machine}-{table.runtime}-{model}-b{table.batch}"
+            f"-t{table.threads}.json").replace("/", "_")
+
+
+def save_measured(table: LatencyTable) -> Path:
+    """Save a measured table where :func:`load` finds it."""
+    return table.save(saved_dir() / table_filename(table))
+
+
+def all_tables(folders: list[Path] | None = None) -> list[tuple[Path, LatencyTable]]:
+    """Every readable table in the shipped and saved folders (unreadable ones are logged and
+    skipped, never touched)."""
+    found = []
+    for folder in folders or [shipped_dir(), saved_dir()]:
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                found.append((path, load_table(path)))
+            except LatencyTableError as err:
+                logger.warning("skipping %s", err)
+    return found
+
+
+def load(device: str, model: str, runtime: str = "torch", batch: int = 1, threads: int = 2,
+         strict: bool = False, folders: list[Path] | None = None) -> LatencyTable:
+    """The latency table of ``model`` on ``device``.
+
+    For ``cpu``: a table measured on this machine (same fingerprint) if there is one;
+    otherwise one measured on another machine, with a :class:`ForeignMachineWarning`
+    (``strict``: an error). For a target class (``a100``, ``a15``): its shipped table.
+
+    Args:
+        device: ``cpu``, ``a100`` or ``a15``.
+        model: the model's name (``mnist-vit``, a timm name) or its ``model_id``.
+        runtime: ``torch`` or ``onnxruntime``.
+        batch: images per call.
+        threads: CPU threads the table was measured with (CPU tables).
+        strict: refuse a table measured on another machine.
+        folders: where to look (default: the shipped and the saved tables).
+
+    Raises:
+        LookupError: no table fits; the message says how to measure one.
+    """
+    matching = [(p, t) for p, t in all_tables(folders)
+                if t.device == device and t.runtime == runtime and t.batch == batch
+                and model in (t.model_id, t.provenance.get("model_name"))
+                and (device != "cpu" or t.threads == threads)]
+    if device != "cpu" and matching:
+        return matching[0][1]
+    from mixprec.kernels.cpu.capabilities import cpu_fingerprint
+
+    here = cpu_fingerprint(threads=threads).key
+    for _, table in matching:
+        if table.provenance.get("cpu_key") == here:
+            return table
+    how = (f"measure one with `mixprec measure --model {model} --device cpu --runtime "
+           f"{runtime} --batch {batch} --threads {threads}`")
+    if device != "cpu":
+        how = (f"build one with mixprec.cost_models.analytic_table, or measure on the device "
+               f"itself with `mixprec measure --device {device}`")
+    if matching and not strict:
+        path, table = matching[0]
+        warnings.warn(f"no latency table of {model} ({runtime}, batch {batch}, {threads} "
+                      f"threads) was measured on this CPU ({here}); using {path.name}, "
+                      f"measured on {table.provenance.get('cpu', '?')}; {how}",
+                      ForeignMachineWarning, stacklevel=2)
+        return table
+    elsewhere = f" (tables from other machines: {[p.name for p, _ in matching]})" \
+        if matching else ""
+    raise LookupError(f"no latency table of {model} on {device} ({runtime}, batch {batch}, "
+                      f"{threads} threads) for this machine{elsewhere}: {how}")

@@ -1,0 +1,75 @@
+"""Analytic (roofline) tables for the a100 and a15 target classes."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+from mixprec import quant
+from mixprec.cost_models import DEVICE_MODELS, analytic_table, predict_latency
+from mixprec.cost_models.table import FLOAT32, ShapeKey
+from mixprec.kernels.registry import FP16, W8A8_DYNAMIC, W8A8_STATIC
+from mixprec.quant import Plan
+
+
+@pytest.fixture(scope="module")
+def deit_tiny_units() -> quant.UnitList:
+    model = timm.create_model("deit_tiny_patch16_224", pretrained=False).eval()
+    return quant.discover_units(model, torch.randn(1, 3, 224, 224))
+
+
+def linears_in(units, table, spec) -> float:
+    """Predicted ms with every linear in ``spec`` and the rest in the device's float."""
+    float_spec = FP16 if table.device == "a100" else FLOAT32
+    plan = Plan.uniform(units, float_spec).replace(
+        {u.name: spec for u in units if u.kind == "linear"})
+    return predict_latency(plan, table)
+
+
+def test_int8_beats_float_on_a_compute_bound_cpu_and_static_beats_dynamic(deit_tiny_units):
+    table = analytic_table(deit_tiny_units, "a15", batch=1)
+    assert table.source == "analytic" and table.device == "a15"
+    static_ms = linears_in(deit_tiny_units, table, W8A8_STATIC)
+    dynamic_ms = linears_in(deit_tiny_units, table, W8A8_DYNAMIC)
+    assert static_ms < dynamic_ms < linears_in(deit_tiny_units, table, FLOAT32)
+
+
+def test_large_gpu_gemm_runs_faster_in_int8():
+    units = quant.UnitList([quant.Unit("fc", "linear", 197, 3072, 768, params=3072 * 768)],
+                           "one-gemm", (3, 224, 224), {})
+    table = analytic_table(units, "a100", batch=64)
+    shape = ShapeKey.of(units[0])
+    static, dynamic, half = (table.entry(shape, s).ms for s in (W8A8_STATIC, W8A8_DYNAMIC, FP16))
+    assert static < dynamic < half
+
+
+def test_launch_bound_gpu_gains_nothing_from_int8(deit_tiny_units):
+    """At batch 1 a DeiT-Tiny on an A100 is launch-bound: the quantize kernels cost more
+    than the int8 GEMMs save."""
+    table = analytic_table(deit_tiny_units, "a100", batch=1)
+    assert linears_in(deit_tiny_units, table, W8A8_STATIC) > \
+        linears_in(deit_tiny_units, table, FP16)
+
+
+@pytest.mark.parametrize("device", ["a100", "a15"])
+def test_batch_costs_more_and_every_unit_is_covered(deit_tiny_units, device):
+    one, eight = (analytic_table(deit_tiny_units, device, batch=b) for b in (1, 8))
+    fp32 = Plan.uniform(deit_tiny_units, FLOAT32)
+    assert predict_latency(fp32, eight) > predict_latency(fp32, one) > 0
+    assert FLOAT32 in one.candidates()
+    assert W8A8_STATIC in one.candidates("linear")
+
+
+def test_provenance_cites_every_spec_figure(deit_tiny_units):
+    table = analytic_table(deit_tiny_units, "a100", model_name="deit_tiny_patch16_224")
+    model = table.provenance["device_model"]
+    assert model["peak_ops"]["int8"] == DEVICE_MODELS["a100"].peak_ops["int8"]
+    assert any("datasheet" in source for source in model["citations"].values())
+    assert any("assumption" in source for source in model["citations"].values())
+    assert table.provenance["model_name"] == "deit_tiny_patch16_224"
+
+
+def test_unknown_device_is_named(deit_tiny_units):
+    with pytest.raises(ValueError, match="'tpu'"):
+        analytic_table(deit_tiny_units, "tpu")
