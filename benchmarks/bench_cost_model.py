@@ -79,11 +79,10 @@ def run_case(name: str, batch: int, runtime: str, plans: int, threads: int, repe
     for plan in random_plans(units, table, plans, seed=batch):
         deployed = deploy(model, plan, calib=x, runtime=runtime, units=units, threads=threads)
         with torch.inference_mode():
-            measured = time_call(lambda: call_model(deployed, x), repeats, 3).median_ms
+            measured = time_call(lambda m=deployed: call_model(m, x), repeats, 3).median_ms
         parts = latency_breakdown(plan, table)
         rows.append({"measured": measured, "full": parts.total,
                      "no transitions": parts.units + parts.remainder, "naive": parts.units})
-        del deployed
     queue.put({"case": f"{name} b{batch} {runtime}", "rows": rows,
                "float32_ms": table.provenance["float32_model_ms"]})
 

@@ -28,3 +28,21 @@ def test_cpu_reports_fingerprint_and_candidates(capsys):
     for runtime in ("torch", "onnxruntime"):
         linear = report["candidates"][runtime]["linear"]
         assert "W8A8-static" in linear and "W8A8-dynamic" in linear
+
+
+def test_measure_writes_a_table_that_loads(tmp_path, capsys):
+    from mixprec.cost_models import load_table
+
+    out = tmp_path / "small.json"
+    assert main(["measure", "--model", "mnist-vit-small", "--candidates", "fp32",
+                 "w8a8-dynamic", "--repeats", "2", "--threads", "1", "--quiet",
+                 "--cache", str(tmp_path / "cache.json"), "--out", str(out)]) == 0
+    table = load_table(out)
+    assert table.provenance["model_name"] == "mnist-vit-small" and table.threads == 1
+    assert (tmp_path / "small.csv").exists()
+    assert "float32 model" in capsys.readouterr().out
+
+
+def test_measure_refuses_a_target_class(capsys):
+    assert main(["measure", "--model", "mnist-vit-small", "--device", "a15", "--quiet"]) == 2
+    assert "target class" in capsys.readouterr().err

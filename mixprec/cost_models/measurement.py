@@ -22,6 +22,7 @@ interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -48,7 +49,13 @@ from mixprec.cost_models.timing import time_call, time_pair
 from mixprec.kernels.registry import LOCAL_DEVICE, check_device, kernel_for
 from mixprec.kernels.registry import candidates as default_candidates
 from mixprec.quant.calibrate import CalibrationStats, calibrate
-from mixprec.quant.inputs import ModelInputs, call_model, first_samples, sample_count
+from mixprec.quant.inputs import (
+    ModelInputs,
+    call_model,
+    first_samples,
+    sample_count,
+    to_device,
+)
 from mixprec.quant.plan import Plan
 from mixprec.quant.spec import QuantSpec
 from mixprec.quant.units import UnitList, discover_units
@@ -122,6 +129,8 @@ def measure(model: nn.Module, example_input: ModelInputs, device: str = LOCAL_DE
     if device == "a100" and not torch.cuda.is_available():
         raise ValueError("device 'a100' is measured on a CUDA GPU; none is available here")
     inputs = _batch_of(example_input, batch)
+    if device == "a100":  # timed on the GPU: the float model and inputs live there too
+        model, inputs = copy.deepcopy(model).cuda(), to_device(inputs, "cuda")
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

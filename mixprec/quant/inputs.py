@@ -73,6 +73,15 @@ def take(inputs: ModelInputs, start: int, stop: int) -> ModelInputs:
     return tuple(t[start:stop] for t in inputs)
 
 
+def to_device(inputs: ModelInputs, device: str | torch.device) -> ModelInputs:
+    """Every tensor of ``inputs`` on ``device``."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device)
+    if isinstance(inputs, Mapping):
+        return {k: v.to(device) for k, v in inputs.items()}
+    return tuple(t.to(device) for t in inputs)
+
+
 def first_samples(inputs: ModelInputs, count: int) -> ModelInputs:
     """The first ``count`` samples (fewer if the batch is smaller)."""
     return take(inputs, 0, count)
