@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import statistics
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -264,7 +265,7 @@ class _Measurement:
         base, variant = time_pair(self._base_run(), self.setup.run(deployed),
                                   self.setup.repeats, self.setup.warmup)
         fused = list(getattr(deployed.deploy_report, "fused", ()))
-        return {"delta_ms": variant.median_ms - base.median_ms,
+        return {"delta_ms": variant.median_ms - base.median_ms, "base_ms": base.median_ms,
                 "spread_ms": variant.spread_ms, "fused": fused}
 
     # ---- the table -------------------------------------------------------------------------------
@@ -346,7 +347,11 @@ class _Measurement:
             saving = (found["delta_ms"] - explained) / len(found["fused"])
             transitions.append(Transition(producer, consumer, a, b, saving))
             chains.update((f"{m}.fc1", f"{m}.fc2") for m in found["fused"])
-        model_ms = done[MeasurementCache.key({"model": "float32"})]["ms"]
+        # the float32 model is timed in every pair: the median over all of them is robust to
+        # a disturbance during any one timing
+        model_ms = statistics.median(
+            [done[MeasurementCache.key({"model": "float32"})]["ms"]]
+            + [v["base_ms"] for v in done.values() if "base_ms" in v])
         provenance = {**self.provenance, "float32_model_ms": model_ms, "repeats": s.repeats}
         return LatencyTable(s.device, s.runtime, sample_count(s.inputs), s.threads,
                             s.units.model_id, tuple(s.units), tuple(entries),
