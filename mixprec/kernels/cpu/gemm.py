@@ -68,7 +68,7 @@ class CpuGemm(nn.Module, ABC):
             out = self.gemm(rows, x)
             return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
         cols = F.unfold(x, **self.conv)  # [B, K, L]
-        rows = cols.transpose(1, 2).reshape(-1, self.in_features)
+        rows = cols.transpose(1, 2).reshape(-1, self.in_features).contiguous()
         out = self.gemm(rows, x).reshape(x.shape[0], cols.shape[-1], self.out_features)
         h, w = conv_output_hw(x.shape[-2:], **self.conv)
         return out.transpose(1, 2).reshape(x.shape[0], self.out_features, h, w).to(x.dtype)

@@ -110,10 +110,11 @@ def test_linear_agrees_with_fake_quant(spec, backend):
 @pytest.mark.parametrize("spec", [W8A8_STATIC, W8A8_DYNAMIC, BF16, W8A16, W4A16_G32],
                          ids=lambda s: s.label)
 @pytest.mark.parametrize("in_chans,patch", [(3, 4), (1, 2)], ids=["K48", "K4"])
-def test_conv_agrees_with_fake_quant(spec, in_chans, patch):
+@pytest.mark.parametrize("batch", [1, 2])  # batch 1: unfolded rows are a strided view
+def test_conv_agrees_with_fake_quant(spec, in_chans, patch, batch):
     torch.manual_seed(0)
     conv = nn.Conv2d(in_chans, 32, kernel_size=patch, stride=patch)  # a patch embedding
-    x = torch.randn(2, in_chans, 28, 28)
+    x = torch.randn(batch, in_chans, 28, 28)
     sim = FakeQuantConv2d(conv, spec, observer(x.flatten(1)))
     real = _build(copy.deepcopy(conv), spec, observer(x.flatten(1)), BACKENDS[-1])
     with torch.inference_mode():
