@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import copy
 import datetime
-import statistics
 import logging
+import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path

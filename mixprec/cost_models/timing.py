@@ -1,5 +1,6 @@
 """Wall-clock timing of callables: warm-up, repeats, median and spread; paired timing of a
-variant against a baseline, interleaved so that drifts of the machine hit both alike."""
+variant against a baseline, interleaved in blocks so that drifts of the machine hit both
+alike."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+SETTLE_S = 0.05
+"""Pause before timing a model right after another one ran (see :func:`time_pair`)."""
 
 
 @dataclass(frozen=True)
@@ -57,14 +61,25 @@ def time_call(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> T
 
 
 def time_pair(base: Callable[[], object], variant: Callable[[], object], repeats: int = 20,
-              warmup: int = 3) -> tuple[Timing, Timing]:
-    """Time ``base`` and ``variant`` alternately (base, variant, base, ...) after warming up
-    both: the difference of their medians is robust to slow drifts of the machine."""
+              warmup: int = 3, block: int = 5, settle_s: float = SETTLE_S
+              ) -> tuple[Timing, Timing]:
+    """Time ``base`` and ``variant`` in alternating blocks of ``block`` calls after warming
+    up both: the difference of their medians is robust to slow drifts of the machine.
+
+    Each block starts after a pause of ``settle_s`` and one untimed call: the worker threads
+    of the other model keep spinning for a while after its last call (ONNX Runtime's
+    intra-op pool: a mnist-vit call took 10 ms instead of 5.5 right after the other
+    session's), and would slow this model's calls down.
+    """
     for _ in range(warmup):
         base()
         variant()
-    base_ms, variant_ms = [], []
-    for _ in range(repeats):
-        base_ms.append(_once_ms(base))
-        variant_ms.append(_once_ms(variant))
+    base_ms: list[float] = []
+    variant_ms: list[float] = []
+    while len(base_ms) < repeats:
+        count = min(block, repeats - len(base_ms))
+        for fn, samples in ((base, base_ms), (variant, variant_ms)):
+            time.sleep(settle_s)
+            fn()
+            samples.extend(_once_ms(fn) for _ in range(count))
     return Timing.of(base_ms), Timing.of(variant_ms)
