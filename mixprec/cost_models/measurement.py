@@ -287,7 +287,7 @@ class _Measurement:
 
         jobs: list = [({"model": "float32"}, self._model_ms)]
         for shape in self.classes:
-            jobs.append(({"anchor": _shape_json(shape)}, anchor(shape)))
+            jobs.append(({"anchor": shape.to_list()}, anchor(shape)))
             for spec, spec2 in self._specs_of(shape):
                 if spec == FLOAT32 and spec2 in (None, FLOAT32):
                     continue
@@ -296,34 +296,42 @@ class _Measurement:
                              lambda plan=plan: self._delta(plan)))
         return jobs
 
-    def _chain_jobs(self) -> list[tuple[dict[str, Any], Callable[[], dict[str, Any]]]]:
-        jobs = []
+    def _chains(self) -> list[tuple[ShapeKey, QuantSpec, ShapeKey, QuantSpec]]:
+        """(fc1 class, its spec, fc2 class, its spec) pairs a runtime may keep integer."""
+        chains = []
         for producer, consumer in _mlp_shape_pairs(self.setup.model, self.setup.units):
             for a, _ in self._specs_of(producer):
                 for b, _ in self._specs_of(consumer):
                     if a.act_mode == "static" and b.act_mode == "static":
-                        assign = [(producer, a, None), (consumer, b, None)]
-                        plan = self._plan(assign)
-                        jobs.append((_variant_json(assign), lambda plan=plan: self._delta(plan)))
-        return jobs
+                        chains.append((producer, a, consumer, b))
+        return chains
+
+    def _chain_job(self, producer: ShapeKey, a: QuantSpec, consumer: ShapeKey, b: QuantSpec
+                   ) -> tuple[dict[str, Any], Callable[[], dict[str, Any]]]:
+        assign = [(producer, a, None), (consumer, b, None)]
+        plan = self._plan(assign)
+        return _variant_json(assign), lambda: self._delta(plan)
 
     def table(self) -> LatencyTable:
         from tqdm.auto import tqdm
 
-        jobs = self._jobs() + self._chain_jobs()
+        chains = self._chains()
+        jobs = self._jobs() + [self._chain_job(*chain) for chain in chains]
         done = {}
         bar = tqdm(jobs, desc="measuring latency", unit="timing", disable=not self.progress)
         for what, take in bar:
             done[MeasurementCache.key(what)] = self._cached(what, take)
         self._base = self._base_call = None
-        return self._assemble(done)
+        return self._assemble(done, chains)
 
-    def _assemble(self, done: dict[str, dict[str, Any]]) -> LatencyTable:
+    def _assemble(self, done: dict[str, dict[str, Any]],
+                  chain_specs: list[tuple[ShapeKey, QuantSpec, ShapeKey, QuantSpec]]
+                  ) -> LatencyTable:
         s = self.setup
         entries, per_unit = [], {}
         float_units_ms = 0.0
         for shape, names in self.classes.items():
-            anchor = done[MeasurementCache.key({"anchor": _shape_json(shape)})]
+            anchor = done[MeasurementCache.key({"anchor": shape.to_list()})]
             float_units_ms += anchor["ms"] * len(names)
             for spec, spec2 in self._specs_of(shape):
                 if spec == FLOAT32 and spec2 in (None, FLOAT32):
@@ -337,9 +345,9 @@ class _Measurement:
                 entries.append(Entry(shape, spec, anchor["ms"] + delta,
                                      kernel.name if kernel else "", spread, spec2))
         transitions, chains = [], set()
-        for what, _ in self._chain_jobs():
-            found = done[MeasurementCache.key(what)]
-            (producer, a), (consumer, b) = ((v[0], v[1]) for v in _variant_of(what))
+        for producer, a, consumer, b in chain_specs:
+            assign = [(producer, a, None), (consumer, b, None)]
+            found = done[MeasurementCache.key(_variant_json(assign))]
             if not found["fused"]:
                 continue
             explained = (per_unit[(producer, a)] * len(self.classes[producer])
@@ -372,18 +380,8 @@ def _mlp_shape_pairs(model: nn.Module, units: UnitList) -> list[tuple[ShapeKey, 
     return pairs
 
 
-def _shape_json(shape: ShapeKey) -> list:
-    return [shape.kind, shape.m, shape.k, shape.n, shape.groups]
-
-
 def _variant_json(assign: Sequence[tuple[ShapeKey, QuantSpec, QuantSpec | None]]
                   ) -> dict[str, Any]:
-    return {"variant": [[_shape_json(shape), spec.to_dict(),
+    return {"variant": [[shape.to_list(), spec.to_dict(),
                          spec2.to_dict() if spec2 is not None else None]
                         for shape, spec, spec2 in assign]}
-
-
-def _variant_of(what: dict[str, Any]) -> list[tuple[ShapeKey, QuantSpec]]:
-    return [(ShapeKey(str(shape[0]), *shape[1:]), QuantSpec.from_dict(spec))
-            for shape, spec, _ in what["variant"]]
-

@@ -76,6 +76,15 @@ class ShapeKey:
             return cls(ATTENTION, unit.m, unit.k, unit.n, unit.groups)
         return cls(unit.kind, unit.m, unit.k, unit.n, unit.groups)
 
+    def to_list(self) -> list:
+        """Plain-data form: ``[kind, m, k, n, groups]``."""
+        return [self.kind, self.m, self.k, self.n, self.groups]
+
+    @classmethod
+    def from_list(cls, data: list) -> ShapeKey:
+        """Inverse of :meth:`to_list`."""
+        return cls(str(data[0]), *(int(v) for v in data[1:]))
+
     @property
     def label(self) -> str:
         """Short text form, e.g. ``linear 197x384x1152``."""
@@ -402,34 +411,26 @@ def _checksum(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _shape_dict(shape: ShapeKey) -> list:
-    return [shape.kind, shape.m, shape.k, shape.n, shape.groups]
-
-
-def _shape_from(data: list) -> ShapeKey:
-    return ShapeKey(str(data[0]), *(int(v) for v in data[1:]))
-
-
 def _entry_dict(e: Entry) -> dict[str, Any]:
-    return {"shape": _shape_dict(e.shape), "spec": e.spec.to_dict(),
+    return {"shape": e.shape.to_list(), "spec": e.spec.to_dict(),
             "spec2": e.spec2.to_dict() if e.spec2 else None, "kernel": e.kernel,
             "ms": e.ms, "spread_ms": e.spread_ms}
 
 
 def _entry_from(d: Mapping[str, Any]) -> Entry:
-    return Entry(_shape_from(d["shape"]), QuantSpec.from_dict(d["spec"]), float(d["ms"]),
+    return Entry(ShapeKey.from_list(d["shape"]), QuantSpec.from_dict(d["spec"]), float(d["ms"]),
                  d.get("kernel", ""), float(d.get("spread_ms", 0.0)),
                  QuantSpec.from_dict(d["spec2"]) if d.get("spec2") else None)
 
 
 def _transition_dict(t: Transition) -> dict[str, Any]:
-    return {"producer": _shape_dict(t.producer), "consumer": _shape_dict(t.consumer),
+    return {"producer": t.producer.to_list(), "consumer": t.consumer.to_list(),
             "producer_spec": t.producer_spec.to_dict(),
             "consumer_spec": t.consumer_spec.to_dict(), "ms": t.ms, "kind": t.kind}
 
 
 def _transition_from(d: Mapping[str, Any]) -> Transition:
-    return Transition(_shape_from(d["producer"]), _shape_from(d["consumer"]),
+    return Transition(ShapeKey.from_list(d["producer"]), ShapeKey.from_list(d["consumer"]),
                       QuantSpec.from_dict(d["producer_spec"]),
                       QuantSpec.from_dict(d["consumer_spec"]), float(d["ms"]),
                       d.get("kind", "chain"))
