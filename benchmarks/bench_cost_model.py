@@ -15,7 +15,7 @@ plans spread over the whole latency range). The CPU fingerprint is printed first
 assertions (targets: median |error| <= 10%, Kendall tau >= 0.8 in every case).
 
     python benchmarks/bench_cost_model.py [--cases deit_small_patch16_224:1 mnist-vit:8]
-        [--runtimes torch onnxruntime] [--plans 30] [--threads 2] [--repeats 20]
+        [--runtimes torch onnxruntime] [--plans 30] [--threads 2] [--repeats 20] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -61,13 +61,13 @@ def random_plans(units, table, count: int, seed: int) -> list:
 
 
 def run_case(name: str, batch: int, runtime: str, plans: int, threads: int, repeats: int,
-             queue) -> None:
+             rounds: int, queue) -> None:
     """Worker: measure the table, deploy and time the plans; put a result dict."""
     import torch
 
     from mixprec import deploy, quant
     from mixprec.cost_models import latency_breakdown, measure
-    from mixprec.cost_models.timing import time_call
+    from mixprec.cost_models.timing import time_round_robin
     from mixprec.quant.inputs import call_model
 
     torch.set_num_threads(threads)
@@ -75,13 +75,16 @@ def run_case(name: str, batch: int, runtime: str, plans: int, threads: int, repe
     table = measure(model, x, runtime=runtime, threads=threads, model_name=name,
                     repeats=repeats, progress=False)
     units = quant.discover_units(model, x[:1])
+    plans = random_plans(units, table, plans, seed=batch)
+    deployed = [deploy(model, plan, calib=x, runtime=runtime, units=units, threads=threads)
+                for plan in plans]
+    with torch.inference_mode():
+        timings = time_round_robin([lambda m=m: call_model(m, x) for m in deployed], rounds,
+                                   repeats)
     rows = []
-    for plan in random_plans(units, table, plans, seed=batch):
-        deployed = deploy(model, plan, calib=x, runtime=runtime, units=units, threads=threads)
-        with torch.inference_mode():
-            measured = time_call(lambda m=deployed: call_model(m, x), repeats, 3).median_ms
+    for plan, timing in zip(plans, timings):
         parts = latency_breakdown(plan, table)
-        rows.append({"measured": measured, "full": parts.total,
+        rows.append({"measured": timing.median_ms, "full": parts.total,
                      "no transitions": parts.units + parts.remainder, "naive": parts.units})
     queue.put({"case": f"{name} b{batch} {runtime}", "rows": rows,
                "float32_ms": table.provenance["float32_model_ms"]})
@@ -108,7 +111,10 @@ def main() -> None:
     parser.add_argument("--runtimes", nargs="+", default=["torch", "onnxruntime"])
     parser.add_argument("--plans", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=20,
+                        help="timed calls per measurement of the table; per plan and round")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="round-robin rounds over the deployed plans")
     parser.add_argument("--json", default=None, help="also write the raw rows here")
     args = parser.parse_args()
 
@@ -122,7 +128,8 @@ def main() -> None:
         for runtime in args.runtimes:
             queue = ctx.Queue()
             worker = ctx.Process(target=run_case, args=(name, int(batch), runtime, args.plans,
-                                                        args.threads, args.repeats, queue))
+                                                        args.threads, args.repeats,
+                                                        args.rounds, queue))
             worker.start()
             result = queue.get()
             worker.join()

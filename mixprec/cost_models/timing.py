@@ -83,3 +83,27 @@ def time_pair(base: Callable[[], object], variant: Callable[[], object], repeats
             fn()
             samples.extend(_once_ms(fn) for _ in range(count))
     return Timing.of(base_ms), Timing.of(variant_ms)
+
+
+def time_round_robin(fns: list[Callable[[], object]], rounds: int = 5, repeats: int = 10,
+                     warmup: int = 2, settle_s: float = SETTLE_S) -> list[Timing]:
+    """Time several callables in turn, ``rounds`` times over: per callable, the median of
+    its per-round medians (and their interquartile range as the spread).
+
+    A slow spell of the machine then hits one round of every callable instead of all the
+    calls of one of them, which keeps their order (what a ranking needs) far steadier than
+    timing each in one go. Each turn starts after a pause of ``settle_s`` and ``warmup``
+    untimed calls (see :func:`time_pair`).
+    """
+    if rounds < 1 or repeats < 1:
+        raise ValueError(f"rounds and repeats must be >= 1, got {rounds} and {repeats}")
+    medians: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, found in zip(fns, medians):
+            time.sleep(settle_s)
+            for _ in range(warmup):
+                fn()
+            _synchronize()
+            found.append(statistics.median(_once_ms(fn) for _ in range(repeats)))
+    return [Timing(summary.median_ms, summary.spread_ms, rounds * repeats)
+            for summary in map(Timing.of, medians)]
