@@ -44,6 +44,19 @@ def load(name: str, weights: str | Path | None = None, pretrained: bool = True) 
     return _cached_pretrained(name)
 
 
+def embedded_name(model: nn.Module) -> str | None:
+    """The name of the embedded model that ``model`` is an instance of (by architecture),
+    or None."""
+    from mixprec.data import build_mnist_vit
+    from mixprec.quant.units import model_fingerprint
+
+    fingerprint = model_fingerprint(model)
+    for name in EMBEDDED_MODELS:
+        if model_fingerprint(build_mnist_vit(name)) == fingerprint:
+            return name
+    return None
+
+
 def _cached_pretrained(name: str) -> nn.Module:
     """Create ``name`` with pretrained weights found in the local Hugging Face cache."""
     import timm

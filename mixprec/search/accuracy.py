@@ -1,0 +1,84 @@
+"""max_drop mode: the fastest front plan whose measured top-1 drop stays within a limit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from mixprec import models
+from mixprec.quant.calibrate import calibrate
+from mixprec.quant.inputs import ModelInputs
+from mixprec.quant.simulate import simulate
+from mixprec.quant.units import UnitList
+from mixprec.search.pareto import FrontChoice
+from mixprec.search.problem import SearchProblem
+
+
+def embedded_top1(name: str) -> Callable[[nn.Module], float]:
+    """Top-1 of a model on the embedded model's 1,000 test digits."""
+    from mixprec import data
+
+    images, labels = data.mnist("test")
+
+    def top1(model: nn.Module) -> float:
+        with torch.inference_mode():
+            logits = torch.cat([model(x) for x in images.split(250)])
+        return (logits.argmax(-1) == labels).float().mean().item()
+
+    if name not in models.EMBEDDED_MODELS:
+        raise ValueError(f"{name!r} is not an embedded model")
+    return top1
+
+
+def fastest_within_drop(model: nn.Module, name: str, units: UnitList, problem: SearchProblem,
+                        front: list[FrontChoice], calib: ModelInputs, max_drop: float,
+                        eval_fn: Callable[[nn.Module], float] | None,
+                        budget_ms: float | None) -> tuple[FrontChoice, dict[str, Any]]:
+    """The fastest point of ``front`` (within ``budget_ms``) whose fake-quantized model
+    loses at most ``max_drop`` top-1 against the float model, by ``eval_fn``.
+
+    The front is bisected on the assumption that the measured drop shrinks as the predicted
+    error does (it is ordered by predicted error); every plan tried is measured, and the
+    returned one always meets the limit.
+
+    Raises:
+        ValueError: no ``eval_fn`` for a model that is not embedded, a negative
+            ``max_drop``, or no front point within the budget meets the limit.
+    """
+    if max_drop < 0:
+        raise ValueError(f"max_drop must be >= 0 (a fraction of top-1), got {max_drop}")
+    if eval_fn is None:
+        if name not in models.EMBEDDED_MODELS:
+            raise ValueError("max_drop needs eval_fn (top-1 of a model on your data) for a "
+                             "model other than the embedded one")
+        eval_fn = embedded_top1(name)
+    points = [p for p in front if budget_ms is None or p.latency_ms <= budget_ms]
+    if not points:
+        raise ValueError(f"no front plan within the budget {budget_ms} ms")
+    float_top1 = eval_fn(model)
+    stats = calibrate(model, list(units), calib)
+    tried: dict[int, float] = {}
+
+    def drop(k: int) -> float:
+        if k not in tried:
+            plan = problem.plan(points[k].choice)
+            tried[k] = eval_fn(simulate(model, plan, calib, units=units, stats=stats))
+        return float_top1 - tried[k]
+
+    low, high = 0, len(points) - 1
+    if drop(high) > max_drop:
+        raise ValueError(f"even the most accurate plan within the budget loses "
+                         f"{drop(high):.4f} top-1 (> max_drop {max_drop})")
+    while low < high:
+        middle = (low + high) // 2
+        if drop(middle) <= max_drop:
+            high = middle
+        else:
+            low = middle + 1
+    measured = {"float_top1": float_top1, "max_drop": max_drop,
+                "tried": [{"latency_ms": points[k].latency_ms, "error": points[k].error,
+                           "top1": top1} for k, top1 in sorted(tried.items())]}
+    return points[high], measured

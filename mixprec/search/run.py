@@ -1,0 +1,217 @@
+"""search.run: sensitivity once, a latency table per device, the exact front, the plan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import nn
+
+from mixprec import cost_models, models
+from mixprec.cost_models.table import FLOAT32, LatencyTable
+from mixprec.kernels.registry import DEVICES, LOCAL_DEVICE, RUNTIMES, check_device
+from mixprec.quant.inputs import ModelInputs, first_samples, sample_count
+from mixprec.quant.spec import QuantSpec
+from mixprec.quant.units import UnitList, discover_units
+from mixprec.search.accuracy import fastest_within_drop
+from mixprec.search.ilp import InfeasibleError, best_within
+from mixprec.search.pareto import FrontChoice, pareto_front
+from mixprec.search.problem import SearchProblem, build_problem
+from mixprec.search.result import FrontPoint, SearchResult
+from mixprec.search.sensitivity_cache import cached_sensitivity
+
+logger = logging.getLogger(__name__)
+
+CALIBRATION_IMAGES = 256
+"""Calibration images of the embedded model (its training digits)."""
+
+
+def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LOCAL_DEVICE,
+        calib: ModelInputs | None = None, *, runtime: str | None = None,
+        candidates: str | Sequence[QuantSpec] = "default", sensitivity: str = "sqnr_global",
+        max_drop: float | None = None, size_mb: float | None = None,
+        bops: float | None = None, devices: Sequence[str] | None = None,
+        eval_fn: Callable[[nn.Module], float] | None = None, seed: int = 0, batch: int = 1,
+        threads: int = 2, solver: str = "cbc") -> SearchResult:
+    """Search the plan of ``model`` for ``device``: the most accurate one within the budget.
+
+    Args:
+        model: a model, or a name (``mnist-vit``, a timm name) for :func:`mixprec.models.load`.
+        budget_ms: latency budget per call of ``batch`` images on ``device`` (None: no budget;
+            the most accurate plan and the whole front).
+        device: ``cpu`` (this machine, measured), ``a15``, ``a100`` or ``xeon`` (their tables).
+        calib: calibration images (the embedded model's are its training digits).
+        runtime: the CPU runtime (``torch``, ``onnxruntime``); default: the faster one here
+            by its tables. Target classes use their table's runtime.
+        candidates: ``"default"`` (what each device deploys exactly, as its table covers
+            it) or a list of specs to choose from (float32 is always one).
+        sensitivity: the sensitivity method (``mixprec.sensitivity.available()``).
+        max_drop: choose the fastest front plan whose measured top-1 drop (``eval_fn``, by
+            default the embedded test digits) is at most this (a fraction, 0.01 = 1 point).
+        size_mb: limit on the model's storage (MB).
+        bops: limit on bit operations per image (GBOPs).
+        devices: more devices to compute a front for (one sensitivity pass for all).
+        eval_fn: top-1 of a model (``max_drop`` mode), called on fake-quantized copies.
+        seed: seed of the sensitivity estimation.
+        batch: images per call (the latency tables' batch).
+        threads: CPU threads (the CPU tables').
+        solver: ``cbc`` (PuLP) or ``highs`` (scipy).
+
+    Raises:
+        ValueError: bad arguments, a model other than the embedded one without ``calib``,
+            or a budget below the fastest plan (the message gives its latency in ms).
+    """
+    name, model = _model(model)
+    targets = _devices(device, devices, runtime)
+    calib = _calibration(name, model, calib)
+    example = _timing_input(name, calib, batch)
+    units = discover_units(model, first_samples(calib, 1))
+    tables = {d: _tables(d, units, model, name, example, runtime, batch, threads)
+              for d in targets}
+    wanted = None if candidates == "default" else list(candidates)
+    scored = _scored_candidates(units, [t for ts in tables.values() for t in ts], wanted)
+    table_s = cached_sensitivity(model, units, scored, calib, sensitivity, seed)
+    other_params = _params_outside(model, units)
+    chosen: dict[str, tuple[LatencyTable, SearchProblem, list[FrontChoice]]] = {}
+    for d, options in tables.items():
+        fronts = []
+        for table in options:
+            problem = build_problem(units, table, table_s, wanted, other_params=other_params)
+            fronts.append((table, problem, _front(problem, size_mb, bops, solver, d)))
+        chosen[d] = min(fronts, key=lambda f: f[2][0].latency_ms)
+        if len(fronts) > 1:
+            logger.info("%s: %s is the faster runtime (%s)", d, chosen[d][0].runtime,
+                        ", ".join(f"{t.runtime} {f[0].latency_ms:.3f} ms" for t, _, f in fronts))
+    table, problem, front = chosen[device]
+    measured: dict[str, Any] = {}
+    if max_drop is not None:
+        point, measured = fastest_within_drop(model, name, units, problem, front, calib,
+                                              max_drop, eval_fn, budget_ms)
+        choice = point.choice
+    elif budget_ms is None:
+        choice = front[-1].choice
+    else:
+        choice = _within_budget(problem, front, budget_ms, size_mb, bops, solver, device, table)
+    return SearchResult(
+        plan=problem.plan(choice), latency_ms=problem.latency_of(choice),
+        error=problem.error_of(choice), front=_points(problem, front), device=device,
+        runtime=table.runtime, budget_ms=budget_ms,
+        fronts={d: _points(p, f) for d, (_, p, f) in chosen.items()},
+        tables={d: t for d, (t, _, _) in chosen.items()}, sensitivity=table_s,
+        measured=measured)
+
+
+def _model(model: nn.Module | str) -> tuple[str, nn.Module]:
+    """(name, model in eval mode); the name of a module is its embedded name, if any."""
+    if isinstance(model, str):
+        return model, models.load(model).eval()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module or a model name, got "
+                        f"{type(model).__name__}")
+    return models.embedded_name(model) or "", model.eval()
+
+
+def _devices(device: str, devices: Sequence[str] | None, runtime: str | None) -> list[str]:
+    targets = [device] + [d for d in (devices or ()) if d != device]
+    for d in targets:
+        if d not in DEVICES:
+            raise ValueError(f"unknown device {d!r}; choose from {DEVICES}")
+    if runtime is not None:
+        check_device(LOCAL_DEVICE, runtime)
+    return list(dict.fromkeys(targets))
+
+
+def _calibration(name: str, model: nn.Module, calib: ModelInputs | None) -> ModelInputs:
+    if calib is not None:
+        return calib
+    if name in models.EMBEDDED_MODELS:
+        from mixprec import data
+
+        return data.mnist("train")[0][:CALIBRATION_IMAGES]
+    raise ValueError(f"calibration images are needed for {name or type(model).__name__}: "
+                     f"pass calib= (a tensor of images, or mixprec.data.image_folder(...)); "
+                     f"only the embedded {' / '.join(models.EMBEDDED_MODELS)} bring their own")
+
+
+def _timing_input(name: str, calib: ModelInputs, batch: int) -> ModelInputs:
+    """``batch`` images to time the model with (the embedded model: its test digits)."""
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if name in models.EMBEDDED_MODELS:
+        from mixprec import data
+
+        return data.mnist("test")[0][:batch]
+    if sample_count(calib) < batch:
+        raise ValueError(f"batch {batch} needs at least {batch} calibration images, got "
+                         f"{sample_count(calib)}")
+    return first_samples(calib, batch)
+
+
+def _tables(device: str, units: UnitList, model: nn.Module, name: str, example: ModelInputs,
+            runtime: str | None, batch: int, threads: int) -> list[LatencyTable]:
+    """The latency tables to choose from on ``device`` (the CPU: one per runtime)."""
+    if device != LOCAL_DEVICE:
+        try:
+            return [cost_models.load(device, units.model_id, batch=batch)]
+        except LookupError:
+            if device not in cost_models.DEVICE_MODELS:
+                raise
+            return [cost_models.analytic_table(units, device, batch, model_name=name)]
+    found = []
+    for rt in [runtime] if runtime else RUNTIMES:
+        try:
+            found.append(cost_models.load(device, units.model_id, runtime=rt, batch=batch,
+                                          threads=threads, strict=True))
+        except (LookupError, ValueError):
+            logger.info("measuring the %s latency table of this CPU (once; cached)", rt)
+            found.append(cost_models.measure(model, example, runtime=rt, threads=threads,
+                                             model_name=name))
+    return found
+
+
+def _scored_candidates(units: UnitList, tables: list[LatencyTable],
+                       wanted: list[QuantSpec] | None) -> list[QuantSpec]:
+    """The non-float specs that some unit may take on some table."""
+    found: list[QuantSpec] = []
+    for table in tables:
+        for kind in {u.kind for u in units}:
+            found += [s for s in table.candidates(kind) if not s.is_float and s not in found
+                      and (wanted is None or s in wanted)]
+    return found
+
+
+def _params_outside(model: nn.Module, units: UnitList) -> int:
+    inside = {u.name for u in units}
+    total = 0
+    for module_name, module in model.named_modules():
+        if module_name not in inside:
+            total += sum(p.numel() for p in module.parameters(recurse=False))
+    return total
+
+
+def _front(problem: SearchProblem, size_mb: float | None, bops: float | None, solver: str,
+           device: str) -> list[FrontChoice]:
+    try:
+        return pareto_front(problem, size_mb=size_mb, gbops=bops, solver=solver)
+    except InfeasibleError:
+        all_float = tuple(problem.options[i].index(FLOAT32) for i in range(len(problem.units)))
+        raise ValueError(f"no plan on {device} meets the limits (size_mb={size_mb}, "
+                         f"bops={bops}); float32 needs {problem.size_of(all_float):.2f} MB "
+                         f"and {problem.gbops_of(all_float):.2f} GBOPs") from None
+
+
+def _within_budget(problem: SearchProblem, front: list[FrontChoice], budget_ms: float,
+                   size_mb: float | None, bops: float | None, solver: str, device: str,
+                   table: LatencyTable) -> tuple[int, ...]:
+    fastest = front[0].latency_ms
+    if budget_ms < fastest:
+        raise ValueError(f"budget {budget_ms:.4g} ms is infeasible on {device} "
+                         f"({table.runtime}, batch {table.batch}): the fastest plan takes "
+                         f"{fastest:.4g} ms")
+    return best_within(problem, budget_ms, size_mb=size_mb, gbops=bops, solver=solver)
+
+
+def _points(problem: SearchProblem, front: list[FrontChoice]) -> list[FrontPoint]:
+    return [FrontPoint(p.latency_ms, p.error, problem.plan(p.choice)) for p in front]
+

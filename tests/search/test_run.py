@@ -1,0 +1,126 @@
+"""search.run on the small embedded model: budgets, fronts, limits, errors, the run folder."""
+
+import json
+
+import pytest
+import torch
+
+from mixprec import cost_models, search
+from mixprec.cost_models.store import save_measured
+from mixprec.cost_models.table import LatencyTable
+from mixprec.kernels.cpu.capabilities import cpu_fingerprint
+from mixprec.quant import load_plan
+
+
+@pytest.fixture(scope="module")
+def a15(mnist_model):
+    return search.run(mnist_model, device="a15", devices=["a100"])
+
+
+def _dominated(points):
+    pairs = [(p.latency_ms, p.error) for p in points]
+    return [a for a in pairs if any(b[0] <= a[0] and b[1] <= a[1] and b != a for b in pairs)]
+
+
+def test_front_is_non_dominated_fastest_first_and_ends_at_the_most_accurate(a15):
+    front = a15.front
+    assert len(front) >= 10
+    assert not _dominated(front)
+    assert [p.latency_ms for p in front] == sorted(p.latency_ms for p in front)
+    assert a15.plan == front[-1].plan and a15.error == min(p.error for p in front)
+    assert set(a15.fronts) == {"a15", "a100"} and a15.tables["a100"].device == "a100"
+    assert a15.tables["a15"].source == "analytic"
+
+
+def test_budget_gives_the_most_accurate_plan_within_it(mnist_model, a15):
+    lats = [p.latency_ms for p in a15.front]
+    for frac in (0.1, 0.4, 0.8):
+        budget = lats[0] + frac * (lats[-1] - lats[0])
+        result = search.run(mnist_model, budget, device="a15")
+        assert result.latency_ms <= budget
+        best = min(p.error for p in a15.front if p.latency_ms <= budget)
+        assert result.error == pytest.approx(best, rel=1e-6, abs=1e-12)
+        assert cost_models.predict_latency(result.plan, result.tables["a15"]) == \
+            pytest.approx(result.latency_ms)
+
+
+def test_highs_and_cbc_choose_equally_good_plans(mnist_model, a15):
+    budget = (a15.front[0].latency_ms + a15.front[-1].latency_ms) / 2
+    cbc = search.run(mnist_model, budget, device="a15", solver="cbc")
+    highs = search.run(mnist_model, budget, device="a15", solver="highs")
+    assert highs.error == pytest.approx(cbc.error, rel=1e-6, abs=1e-12)
+
+
+def test_infeasible_budget_states_the_fastest_latency(mnist_model, a15):
+    with pytest.raises(ValueError, match=r"fastest plan takes [0-9.]+ ms"):
+        search.run(mnist_model, a15.front[0].latency_ms * 0.5, device="a15")
+
+
+def test_size_limit_is_honoured_along_the_front(mnist_model, a15):
+    sizes = sorted({round(_size(a15, p.plan), 6) for p in a15.front})
+    limit = sizes[len(sizes) // 2]
+    result = search.run(mnist_model, None, device="a15", size_mb=limit)
+    assert all(_size(result, p.plan) <= limit + 1e-9 for p in result.front)
+    assert not _dominated(result.front)
+
+
+def _size(result, plan):
+    from mixprec.search.problem import stored_bits
+
+    units = {u.name: u for u in result.tables["a15"].units}
+    return sum(units[n].params * stored_bits(s) / 8e6 for n, s in plan.specs)
+
+
+def test_max_drop_returns_a_plan_whose_measured_drop_is_within_it(mnist_model):
+    result = search.run(mnist_model, device="a15", max_drop=0.01)
+    tried = result.measured["tried"]
+    chosen = [t for t in tried if t["latency_ms"] == result.latency_ms]
+    assert chosen and result.measured["float_top1"] - chosen[0]["top1"] <= 0.01
+
+
+def test_bad_inputs_are_named(mnist_model):
+    with pytest.raises(ValueError, match="calib"):
+        search.run(torch.nn.Sequential(torch.nn.Linear(4, 4)), device="a15")
+    with pytest.raises(ValueError, match="tpu"):
+        search.run(mnist_model, device="tpu")
+    with pytest.raises(TypeError, match="nn.Module"):
+        search.run(42, device="a15")
+
+
+def test_cpu_uses_the_table_of_this_machine(mnist_model, a15, monkeypatch):
+    analytic = a15.tables["a15"]
+    data = analytic.to_dict()
+    data.update(device="cpu", runtime="torch", threads=2)
+    data["provenance"] = {**data["provenance"], "source": "measured",
+                          "cpu_key": cpu_fingerprint(2).key, "model_name": "mnist-vit-small"}
+    save_measured(LatencyTable.from_dict(data))
+    monkeypatch.setattr(cost_models, "measure", _no_measuring)
+    result = search.run(mnist_model, device="cpu", runtime="torch")
+    assert result.runtime == "torch" and result.tables["cpu"].source == "measured"
+    assert [p.latency_ms for p in result.front] == [p.latency_ms for p in a15.front]
+
+
+def _no_measuring(*args, **kwargs):
+    raise AssertionError("the saved table should have been used")
+
+
+def test_sensitivity_is_estimated_once_and_cached(mnist_model, monkeypatch, a15):
+    from mixprec.search import sensitivity_cache
+
+    monkeypatch.setattr(sensitivity_cache, "estimate", _no_estimating)
+    again = search.run(mnist_model, device="a15")
+    assert again.plan == a15.plan
+
+
+def _no_estimating(*args, **kwargs):
+    raise AssertionError("the cached sensitivity table should have been used")
+
+
+def test_save_writes_the_run_folder(a15, tmp_path):
+    out = a15.save(tmp_path / "run")
+    assert load_plan(str(out / "plan.json")) == a15.plan
+    front = json.loads((out / "front-a15.json").read_text())
+    assert len(front) == len(a15.front)
+    assert (out / "front-a100.csv").read_text().startswith("latency_ms,error,")
+    assert json.loads((out / "result.json").read_text())["front_points"]["a15"] == len(front)
+    assert cost_models.load_table(out / "latency-a15.json").device == "a15"
