@@ -22,7 +22,15 @@ SOLVERS = ("cbc", "highs")
 RETRIES = 4
 """Solves with a tightened limit after the solver returned a choice over it: solvers accept
 rows violated by up to their feasibility tolerance (about 1e-7), a plan must not be."""
+ROUNDING = 1e-12
+"""Relative excess over a limit taken as floating-point rounding (sums in another order)."""
 OBJECTIVES = ("error", "latency")
+OBJECTIVE_SCALE = 1e4
+"""The largest objective coefficient after scaling: the solvers stop within an absolute gap
+(HiGHS 1e-6) that must stay far below the differences between plans."""
+CBC_OPTIONS = ["increment 1e-12", "allowableGap 0"]
+"""CBC accepts a better solution only by its cutoff increment (default 1e-5 of the objective,
+coarser than the gaps between front points) and stops within an absolute gap: both off."""
 
 
 class InfeasibleError(ValueError):
@@ -77,7 +85,7 @@ def solve(problem: SearchProblem, budget_ms: float | None = None, *,
         values = (_solve_cbc if solver == "cbc" else _solve_highs)(program)
         choice = tuple(int(np.argmax([values[x_index[(i, a)]] for a in range(len(options))]))
                        for i, options in enumerate(problem.options))
-        excess = max((value - limit for limit, value in
+        excess = max((value - limit - ROUNDING * max(1.0, abs(limit)) for limit, value in
                       ((budget_ms, problem.latency_of(choice)),
                        (size_mb, problem.size_of(choice)),
                        (gbops, problem.gbops_of(choice))) if limit is not None), default=0.0)
@@ -92,8 +100,11 @@ def best_within(problem: SearchProblem, budget_ms: float | None = None, *,
                 solver: str = "cbc") -> Choice:
     """The least-error choice within the constraints, and among those the fastest."""
     first = solve(problem, budget_ms, size_mb=size_mb, gbops=gbops, solver=solver)
-    return solve(problem, budget_ms, size_mb=size_mb, gbops=gbops,
-                 max_error=problem.error_of(first), minimize="latency", solver=solver)
+    least = problem.error_of(first)
+    fastest = solve(problem, budget_ms, size_mb=size_mb, gbops=gbops, max_error=least,
+                    minimize="latency", solver=solver)
+    # the error row holds to the solver's feasibility tolerance (1e-7 of it), not exactly
+    return fastest if problem.error_of(fastest) <= least else first
 
 
 def _program(problem: SearchProblem, budget_ms: float | None, size_mb: float | None,
@@ -123,8 +134,8 @@ def _program(problem: SearchProblem, budget_ms: float | None, size_mb: float | N
         else:
             upper[col] = 0.0
     top = np.abs(cost).max(initial=0.0)
-    if top > 0:  # to O(1): CBC's tolerances are absolute, errors can be 1e-5
-        cost /= top
+    if top > 0:  # errors can be 1e-9: the solvers' gaps are absolute
+        cost *= OBJECTIVE_SCALE / top
     integer = np.zeros(count)
     integer[: len(x_index)] = 1
     program = _Program(cost, upper_bounds=upper, integer=integer)
@@ -158,12 +169,13 @@ def _program(problem: SearchProblem, budget_ms: float | None, size_mb: float | N
         if limit is not None:
             program.add({x_index[(i, a)]: v for i, row in enumerate(values)
                          for a, v in enumerate(row) if v}, -math.inf, limit - fixed)
-    if max_error is not None:  # scaled to at most 1: errors can be tiny numbers
-        scale = max([abs(max_error)] + [abs(v) for row in problem.error for v in row]
-                    + [1e-300])
-        program.add({x_index[(i, a)]: v / scale for i, row in enumerate(problem.error)
-                     for a, v in enumerate(row) if v}, -math.inf,
-                    max_error / scale + 1e-9)
+    if max_error is not None and max_error <= 0:  # only the options that cost no error
+        for (i, a), col in x_index.items():
+            if problem.error[i][a] > 0:
+                upper[col] = 0.0
+    elif max_error is not None:  # relative to the limit: errors can be tiny numbers
+        program.add({x_index[(i, a)]: v / max_error for i, row in enumerate(problem.error)
+                     for a, v in enumerate(row) if v}, -math.inf, 1.0 + 1e-9)
     return program, x_index
 
 
@@ -207,7 +219,7 @@ def _solve_cbc(program: _Program) -> np.ndarray:
                 model += (expression >= lower, f"r{r}l")
     with warnings.catch_warnings():  # PuLP 3.3 deprecates the CBC it bundles, not yet gone
         warnings.simplefilter("ignore", DeprecationWarning)
-        status = model.solve(pulp.PULP_CBC_CMD(msg=False, gapRel=0.0))
+        status = model.solve(pulp.PULP_CBC_CMD(msg=False, gapRel=0.0, options=CBC_OPTIONS))
     if pulp.LpStatus[status] == "Infeasible":
         raise InfeasibleError("no choice meets the constraints")
     if pulp.LpStatus[status] != "Optimal":

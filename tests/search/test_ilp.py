@@ -1,5 +1,6 @@
 """The ILP and the exact fronts against brute force on random small problems."""
 
+import dataclasses
 import math
 
 import pytest
@@ -25,6 +26,21 @@ def test_ilp_optimum_equals_brute_force(solver):
         assert problem.latency_of(choice) <= budget, seed
         assert problem.error_of(choice) == pytest.approx(brute_optimum(problem, budget),
                                                          abs=1e-9), seed
+
+
+@pytest.mark.parametrize("solver", ["cbc", "highs"])
+def test_ilp_resolves_error_differences_far_below_the_largest_error(solver):
+    # one option costs 1.0, the choices that matter differ by ~1e-7: below CBC's default
+    # cutoff increment (1e-5 of the objective), which would accept a worse plan
+    for seed in range(40):
+        problem = random_problem(seed, ties=False)
+        error = [tuple(v * 1e-6 for v in row) for row in problem.error]
+        error[0] = error[0][:-1] + (1.0,)
+        problem = dataclasses.replace(problem, error=tuple(error))
+        budget = _budget(problem, seed)
+        choice = best_within(problem, budget, solver=solver)
+        assert problem.error_of(choice) == pytest.approx(brute_optimum(problem, budget),
+                                                         rel=1e-9, abs=1e-15), seed
 
 
 def test_ilp_honours_a_size_limit_like_brute_force():
