@@ -90,12 +90,13 @@ def weight_only_plan(units, runtime: str):
     return Plan.uniform([u for u in units if u.kind == "linear"], w4[0]) if w4 else None
 
 
-def torch_configs(model, x, calib) -> dict[str, Callable]:
+def torch_configs(model, x, calib, extra: dict[str, str]) -> dict[str, Callable]:
     import copy
 
     import torch
 
     from mixprec import deploy
+    from mixprec.quant import Plan
 
     bf16 = copy.deepcopy(model).to(torch.bfloat16)
     dynamic = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear},
@@ -110,14 +111,18 @@ def torch_configs(model, x, calib) -> dict[str, Callable]:
     for name, (plan, units) in plans.items():
         real = deploy(model, deployable(plan, units, "torch"), calib=calib)
         configs[f"mixprec torch {name}"] = real
+    for name, plan_json in extra.items():
+        configs[name] = deploy(model, Plan.from_json(plan_json), calib=calib)
     return configs
 
 
-def ort_configs(model, x, calib, threads: int, folder: Path) -> dict[str, Callable]:
+def ort_configs(model, x, calib, threads: int, folder: Path, extra: dict[str, str]
+                ) -> dict[str, Callable]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from mixprec import deploy
     from mixprec.deploy.onnx_runtime import OrtModel, export_onnx
+    from mixprec.quant import Plan
 
     fp32_bytes, names = export_onnx(model, calib)
     (folder / "fp32.onnx").write_bytes(fp32_bytes)
@@ -134,11 +139,16 @@ def ort_configs(model, x, calib, threads: int, folder: Path) -> dict[str, Callab
         configs[f"mixprec ORT {name}"] = deploy(model, deployable(plan, units, "onnxruntime"),
                                                 calib=calib, runtime="onnxruntime",
                                                 threads=threads)
+    for name, plan_json in extra.items():
+        configs[name] = deploy(model, Plan.from_json(plan_json), calib=calib,
+                               runtime="onnxruntime", threads=threads)
     return configs
 
 
-def worker(conn, runtime: str, model_name: str, batch: int, threads: int) -> None:
-    """Build one runtime's configurations, then time / evaluate them on request."""
+def worker(conn, runtime: str, model_name: str, batch: int, threads: int,
+           extra: dict[str, str]) -> None:
+    """Build one runtime's configurations (and the ``extra`` plans, name -> plan JSON),
+    then time / evaluate them on request."""
     import logging
 
     import torch
@@ -148,9 +158,9 @@ def worker(conn, runtime: str, model_name: str, batch: int, threads: int) -> Non
     model, x, calib, images, labels = load_case(model_name, batch)
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         if runtime == "torch":
-            configs = torch_configs(model, x, calib)
+            configs = torch_configs(model, x, calib, extra)
         else:
-            configs = ort_configs(model, x, calib, threads, Path(tmp))
+            configs = ort_configs(model, x, calib, threads, Path(tmp), extra)
         conn.send(list(configs))
         while True:
             message = conn.recv()
@@ -186,13 +196,18 @@ def sqnr_db(out: np.ndarray, ref: np.ndarray) -> float:
     return float(10 * np.log10(np.mean(ref.astype(np.float64) ** 2) / noise))
 
 
-def run_case(model_name: str, batch: int, args: argparse.Namespace) -> None:
+def measure_configs(model_name: str, batch: int, args: argparse.Namespace,
+                    extra: dict[str, dict[str, str]] | None = None
+                    ) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
+    """Per-call seconds of every configuration, interleaved round by round, and its outputs
+    on the evaluation images; ``extra``: runtime -> plan name -> plan JSON to add."""
     ctx = mp.get_context("spawn")
     workers = {}
     for runtime in ("torch", "onnxruntime"):
         parent, child = ctx.Pipe()
         process = ctx.Process(target=worker, args=(child, runtime, model_name, batch,
-                                                   args.threads), daemon=True)
+                                                   args.threads, (extra or {}).get(runtime, {})),
+                              daemon=True)
         process.start()
         workers[runtime] = (parent, process)
     names = {runtime: conn.recv() for runtime, (conn, _) in workers.items()}
@@ -209,7 +224,11 @@ def run_case(model_name: str, batch: int, args: argparse.Namespace) -> None:
             outputs[name] = conn.recv()
         conn.send(("stop",))
         process.join()
-    report(model_name, batch, args, samples, outputs)
+    return samples, outputs
+
+
+def run_case(model_name: str, batch: int, args: argparse.Namespace) -> None:
+    report(model_name, batch, args, *measure_configs(model_name, batch, args))
 
 
 def report(model_name: str, batch: int, args: argparse.Namespace,
