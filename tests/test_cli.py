@@ -46,3 +46,25 @@ def test_measure_writes_a_table_that_loads(tmp_path, capsys):
 def test_measure_refuses_a_target_class(capsys):
     assert main(["measure", "--model", "mnist-vit-small", "--device", "a15", "--quiet"]) == 2
     assert "target class" in capsys.readouterr().err
+
+
+def test_search_writes_the_run_folder_and_json(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "run"
+    assert main(["search", "--model", "mnist-vit-small", "--device", "a15", "--budget-ms",
+                 "0.8", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["device"] == "a15" and summary["latency_ms"] <= 0.8
+    assert {"plan.json", "result.json", "front-a15.csv", "sensitivity.json"} <= {
+        p.name for p in out.iterdir()}
+
+
+def test_search_names_what_is_missing(capsys):
+    assert main(["search", "--model", "deit_tiny_patch16_224", "--device", "a15"]) == 2
+    assert "--data is required" in capsys.readouterr().err
+    assert main(["search", "--worker"]) == 2
+    assert "needs --storage and --study" in capsys.readouterr().err
+    assert main(["search", "--model", "mnist-vit-small", "--device", "a15", "--budget-ms",
+                 "0.01"]) == 2
+    assert "infeasible" in capsys.readouterr().err

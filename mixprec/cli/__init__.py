@@ -33,6 +33,24 @@ def load_model_and_data(args: argparse.Namespace):
     return model, images, labels, calib
 
 
+def load_calibration(args: argparse.Namespace, model: torch.nn.Module) -> torch.Tensor | None:
+    """The first ``--calib-size`` images of ``--data``, or None for an embedded model
+    without ``--data`` (it brings its own)."""
+    require_data(args)
+    if args.data is None:
+        return None
+    return _user_data(args.data, model)[0][: args.calib_size]
+
+
+def require_data(args: argparse.Namespace) -> None:
+    """Refuse a model other than the embedded ones without ``--data``."""
+    from mixprec import models
+
+    if args.data is None and args.model not in models.EMBEDDED_MODELS:
+        raise ValueError(f"--data is required for {args.model}: calibration images (an "
+                         "image folder or a tensor file)")
+
+
 def _user_data(path: str, model: torch.nn.Module):
     from pathlib import Path
 
@@ -113,8 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from mixprec.cli.cpu import register as register_cpu
     from mixprec.cli.measure import register as register_measure
+    from mixprec.cli.search import register as register_search
     from mixprec.cli.sensitivity import register as register_sensitivity
     register_sensitivity(sub)
+    register_search(sub)
     register_cpu(sub)
     register_measure(sub)
     return parser

@@ -3,15 +3,17 @@
 * :func:`run`: sensitivity, latency tables, the exact front and the chosen plan;
 * :func:`build_problem` / :class:`SearchProblem`: units, options and their costs;
 * :func:`solve` / :func:`best_within`: the ILP (CBC through PuLP, or HiGHS through scipy);
-* :func:`pareto_front`: the exact (latency, error) front.
+* :func:`pareto_front`: the exact (latency, error) front;
+* :func:`join`: work on a running refinement study (Optuna) from another process.
 """
 
 from mixprec.search.ilp import SOLVERS, InfeasibleError, best_within, solve
 from mixprec.search.pareto import FrontChoice, pareto_front
 from mixprec.search.problem import PairCost, SearchProblem, build_problem
+from mixprec.search.refine import Refinement, join
 from mixprec.search.result import FrontPoint, SearchResult
 from mixprec.search.run import run
 
 __all__ = ["SOLVERS", "FrontChoice", "FrontPoint", "InfeasibleError", "PairCost",
-           "SearchProblem", "SearchResult", "best_within", "build_problem", "pareto_front",
-           "run", "solve"]
+           "Refinement", "SearchProblem", "SearchResult", "best_within", "build_problem", "join",
+           "pareto_front", "run", "solve"]

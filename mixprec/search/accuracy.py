@@ -1,4 +1,5 @@
-"""max_drop mode: the fastest front plan whose measured top-1 drop stays within a limit."""
+"""What the search measures: the embedded model's own data, the measured error of a plan, and
+the fastest front plan within a measured top-1 drop (max_drop mode)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,33 @@ from torch import nn
 
 from mixprec import models
 from mixprec.quant.calibrate import calibrate
-from mixprec.quant.inputs import ModelInputs
+from mixprec.quant.inputs import ModelInputs, call_model, primary_output
+from mixprec.quant.plan import Plan
 from mixprec.quant.simulate import simulate
 from mixprec.quant.units import UnitList
 from mixprec.search.pareto import FrontChoice
 from mixprec.search.problem import SearchProblem
+from mixprec.sensitivity.metrics import noise_to_signal
+
+CALIBRATION_IMAGES = 256
+"""Calibration images of the embedded model (its training digits)."""
+
+
+def calibration_images(name: str, model: nn.Module, calib: ModelInputs | None) -> ModelInputs:
+    """``calib``, or the embedded model's own (its first training digits).
+
+    Raises:
+        ValueError: no ``calib`` for a model other than the embedded ones.
+    """
+    if calib is not None:
+        return calib
+    if name in models.EMBEDDED_MODELS:
+        from mixprec import data
+
+        return data.mnist("train")[0][:CALIBRATION_IMAGES]
+    raise ValueError(f"calibration images are needed for {name or type(model).__name__}: "
+                     f"pass calib= (a tensor of images, or mixprec.data.image_folder(...)); "
+                     f"only the embedded {' / '.join(models.EMBEDDED_MODELS)} bring their own")
 
 
 def embedded_top1(name: str) -> Callable[[nn.Module], float]:
@@ -31,6 +54,29 @@ def embedded_top1(name: str) -> Callable[[nn.Module], float]:
     if name not in models.EMBEDDED_MODELS:
         raise ValueError(f"{name!r} is not an embedded model")
     return top1
+
+
+def plan_error(model: nn.Module, name: str, units: UnitList, calib: ModelInputs,
+               eval_fn: Callable[[nn.Module], float] | None) -> tuple[str, Callable[[Plan], float]]:
+    """(what it measures, plan -> measured error of its fake-quantized model): one minus
+    ``eval_fn``'s top-1, else the embedded test digits' top-1 error, else (no labelled data)
+    the noise-to-signal ratio of the model's outputs on the calibration images."""
+    stats = calibrate(model, list(units), calib)
+    if eval_fn is None and name in models.EMBEDDED_MODELS:
+        eval_fn = embedded_top1(name)
+    if eval_fn is not None:
+        top1 = eval_fn
+        return "top-1 error", lambda plan: 1.0 - top1(simulate(model, plan, calib, units=units,
+                                                              stats=stats))
+    with torch.inference_mode():
+        reference = primary_output(call_model(model, calib))
+
+    def output_noise(plan: Plan) -> float:
+        quantized = simulate(model, plan, calib, units=units, stats=stats)
+        with torch.inference_mode():
+            return noise_to_signal(primary_output(call_model(quantized, calib)), reference)
+
+    return "output noise-to-signal on the calibration images", output_noise
 
 
 def fastest_within_drop(model: nn.Module, name: str, units: UnitList, problem: SearchProblem,

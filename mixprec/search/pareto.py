@@ -48,7 +48,7 @@ def pareto_front(problem: SearchProblem, *, size_mb: float | None = None,
     return _sweep_front(problem, size_mb, gbops, solver)
 
 
-def _groups(problem: SearchProblem) -> list[list[int]]:
+def unit_groups(problem: SearchProblem) -> list[list[int]]:
     """Units joined by pairs or ties, in order of their first unit."""
     parent = list(range(len(problem.units)))
 
@@ -67,10 +67,9 @@ def _groups(problem: SearchProblem) -> list[list[int]]:
     return list(groups.values())
 
 
-def _group_options(problem: SearchProblem, members: list[int]
-                   ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]:
-    """(latency, error, member options) of a group's runnable joint options, pruned to its
-    own front (a dominated joint option is never part of an optimal whole)."""
+def joint_options(problem: SearchProblem, members: list[int]
+                  ) -> tuple[list[float], list[float], list[tuple[int, ...]]]:
+    """(latency, error, member options) of every runnable joint option of a group."""
     sizes = [len(problem.options[i]) for i in members]
     if math.prod(sizes) > MAX_GROUP_OPTIONS:
         raise ValueError(f"units {[problem.units[i] for i in members]} are joined into "
@@ -91,6 +90,14 @@ def _group_options(problem: SearchProblem, members: list[int]
         lat.append(ms)
         err.append(sum(problem.error[i][combo[position[i]]] for i in members))
         picks.append(combo)
+    return lat, err, picks
+
+
+def _group_options(problem: SearchProblem, members: list[int]
+                   ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]:
+    """A group's runnable joint options pruned to its own front (a dominated joint option is
+    never part of an optimal whole)."""
+    lat, err, picks = joint_options(problem, members)
     keep = _nondominated(np.array(lat), np.array(err))
     return np.array(lat)[keep], np.array(err)[keep], [picks[k] for k in keep]
 
@@ -107,7 +114,7 @@ def _nondominated(latency: np.ndarray, error: np.ndarray) -> np.ndarray:
 
 
 def _dynamic_front(problem: SearchProblem) -> list[FrontChoice]:
-    groups = _groups(problem)
+    groups = unit_groups(problem)
     lat, err = np.zeros(1), np.zeros(1)
     steps: list[tuple[np.ndarray, np.ndarray]] = []  # per group: (parent, option) per point
     options_of = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mixprec.cost_models.table import FLOAT32, LatencyTable, ShapeKey
 from mixprec.quant.plan import Plan
@@ -123,6 +124,35 @@ class SearchProblem:
                                  f"({[o.label for o in options]})")
             found.append(options.index(spec))
         return tuple(found)
+
+    # ---- plain data (a study stores its problem so that workers elsewhere rebuild it) ---------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (infinite pair latencies as None)."""
+        return {"units": list(self.units),
+                "options": [[s.to_dict() for s in row] for row in self.options],
+                "error": self.error, "latency": self.latency, "size_mb": self.size_mb,
+                "gbops": self.gbops, "ties": self.ties, "fixed_ms": self.fixed_ms,
+                "fixed_mb": self.fixed_mb, "model_id": self.model_id,
+                "input_shape": self.input_shape,
+                "pairs": [{"first": p.first, "second": p.second,
+                           "ms": [[v if math.isfinite(v) else None for v in row]
+                                  for row in p.ms]} for p in self.pairs]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchProblem:
+        """The problem :meth:`to_dict` wrote."""
+        def rows(key: str) -> tuple[tuple[float, ...], ...]:
+            return tuple(tuple(float(v) for v in row) for row in data[key])
+
+        pairs = tuple(PairCost(p["first"], p["second"],
+                               tuple(tuple(math.inf if v is None else float(v) for v in row)
+                                     for row in p["ms"])) for p in data["pairs"])
+        return cls(tuple(data["units"]),
+                   tuple(tuple(QuantSpec.from_dict(s) for s in row) for row in data["options"]),
+                   rows("error"), rows("latency"), rows("size_mb"), rows("gbops"), pairs,
+                   tuple((int(i), int(j)) for i, j in data["ties"]), float(data["fixed_ms"]),
+                   float(data["fixed_mb"]), data["model_id"], tuple(data["input_shape"]))
 
 
 def build_problem(units: UnitList | Sequence[Unit], latency: LatencyTable,

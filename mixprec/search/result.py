@@ -44,7 +44,9 @@ class SearchResult:
         tables: device -> the latency table used there.
         sensitivity: the sensitivity table used.
         measured: what was measured to choose the plan (``max_drop`` mode: the top-1 of the
-            float model and of each plan tried), else empty.
+            float model and of each plan tried; refinement: the measured front), else empty.
+        study_name: the refinement study (None: no refinement).
+        storage: its storage URL.
     """
 
     plan: Plan
@@ -58,6 +60,8 @@ class SearchResult:
     tables: dict[str, LatencyTable]
     sensitivity: SensitivityTable
     measured: dict[str, Any] = field(default_factory=dict)
+    study_name: str | None = None
+    storage: str | None = None
 
     def summary(self) -> dict[str, Any]:
         """The result without its plans and tables (for logs and ``result.json``)."""
@@ -70,7 +74,7 @@ class SearchResult:
                            "cpu_key": t.provenance.get("cpu_key")}
                        for d, t in self.tables.items()},
             "sensitivity": self.sensitivity.method,
-            "measured": self.measured,
+            "measured": self.measured, "study_name": self.study_name, "storage": self.storage,
         }
 
     def save(self, folder: str | Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -14,26 +15,26 @@ from mixprec.kernels.registry import DEVICES, LOCAL_DEVICE, RUNTIMES, check_devi
 from mixprec.quant.inputs import ModelInputs, first_samples, sample_count
 from mixprec.quant.spec import QuantSpec
 from mixprec.quant.units import UnitList, discover_units
-from mixprec.search.accuracy import fastest_within_drop
+from mixprec.search.accuracy import calibration_images, fastest_within_drop
 from mixprec.search.ilp import InfeasibleError, best_within
 from mixprec.search.pareto import FrontChoice, pareto_front
 from mixprec.search.problem import SearchProblem, build_problem
+from mixprec.search.refine import refine
 from mixprec.search.result import FrontPoint, SearchResult
 from mixprec.search.sensitivity_cache import cached_sensitivity
+from mixprec.search.trials import Limits
 
 logger = logging.getLogger(__name__)
-
-CALIBRATION_IMAGES = 256
-"""Calibration images of the embedded model (its training digits)."""
-
 
 def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LOCAL_DEVICE,
         calib: ModelInputs | None = None, *, runtime: str | None = None,
         candidates: str | Sequence[QuantSpec] = "default", sensitivity: str = "sqnr_global",
         max_drop: float | None = None, size_mb: float | None = None,
         bops: float | None = None, devices: Sequence[str] | None = None,
-        eval_fn: Callable[[nn.Module], float] | None = None, seed: int = 0, batch: int = 1,
-        threads: int = 2, solver: str = "cbc") -> SearchResult:
+        refine_trials: int = 0, storage: str | Path | None = None,
+        study_name: str | None = None, eval_fn: Callable[[nn.Module], float] | None = None,
+        seed: int = 0, batch: int = 1, threads: int = 2, solver: str = "cbc"
+        ) -> SearchResult:
     """Search the plan of ``model`` for ``device``: the most accurate one within the budget.
 
     Args:
@@ -52,7 +53,16 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
         size_mb: limit on the model's storage (MB).
         bops: limit on bit operations per image (GBOPs).
         devices: more devices to compute a front for (one sensitivity pass for all).
-        eval_fn: top-1 of a model (``max_drop`` mode), called on fake-quantized copies.
+        refine_trials: completed trials of an Optuna study that refines the front with
+            measured error (0: none): seeded with front plans, limits as constraints; the
+            plan is then the trial of least measured error within the limits.
+        storage: the study's storage: an Optuna RDB URL (``sqlite:///x.db``,
+            ``postgresql://...``) or a journal file (``*.log``); default an SQLite file under
+            the cache root. A study of the same name resumes.
+        study_name: default ``mixprec-<model>-<device>-<runtime>-b<batch>-<settings hash>``.
+        eval_fn: top-1 of a model (``max_drop`` mode and refinement), called on
+            fake-quantized copies; default the embedded test digits (other models:
+            refinement measures the output noise-to-signal on ``calib``).
         seed: seed of the sensitivity estimation.
         batch: images per call (the latency tables' batch).
         threads: CPU threads (the CPU tables').
@@ -62,9 +72,12 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
         ValueError: bad arguments, a model other than the embedded one without ``calib``,
             or a budget below the fastest plan (the message gives its latency in ms).
     """
+    if max_drop is not None and refine_trials:
+        raise ValueError("max_drop and refine_trials each choose the plan by measured "
+                         "accuracy: pass one of them")
     name, model = _model(model)
     targets = _devices(device, devices, runtime)
-    calib = _calibration(name, model, calib)
+    calib = calibration_images(name, model, calib)
     example = _timing_input(name, calib, batch)
     units = discover_units(model, first_samples(calib, 1))
     tables = {d: _tables(d, units, model, name, example, runtime, batch, threads)
@@ -93,13 +106,28 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
         choice = front[-1].choice
     else:
         choice = _within_budget(problem, front, budget_ms, size_mb, bops, solver, device, table)
+    study = None
+    if refine_trials:
+        study = refine(model, name, units, calib, problem, front,
+                       Limits(budget_ms, size_mb, bops), trials=refine_trials, storage=storage,
+                       study_name=study_name, eval_fn=eval_fn, seed=seed,
+                       context={"device": device, "runtime": table.runtime, "batch": batch})
+        best = study.best()
+        choice = problem.choice_of(best.plan)
+        measured["refined"] = {"error_measure": study.error_measure,
+                               "measured_error": best.measured_error, "trial": best.trial,
+                               "front": [{"latency_ms": p.latency_ms, "trial": p.trial,
+                                          "measured_error": p.measured_error,
+                                          "predicted_error": p.predicted_error}
+                                         for p in study.points]}
     return SearchResult(
         plan=problem.plan(choice), latency_ms=problem.latency_of(choice),
         error=problem.error_of(choice), front=_points(problem, front), device=device,
         runtime=table.runtime, budget_ms=budget_ms,
         fronts={d: _points(p, f) for d, (_, p, f) in chosen.items()},
         tables={d: t for d, (t, _, _) in chosen.items()}, sensitivity=table_s,
-        measured=measured)
+        measured=measured, study_name=study.study_name if study else None,
+        storage=study.storage if study else None)
 
 
 def _model(model: nn.Module | str) -> tuple[str, nn.Module]:
@@ -120,18 +148,6 @@ def _devices(device: str, devices: Sequence[str] | None, runtime: str | None) ->
     if runtime is not None:
         check_device(LOCAL_DEVICE, runtime)
     return list(dict.fromkeys(targets))
-
-
-def _calibration(name: str, model: nn.Module, calib: ModelInputs | None) -> ModelInputs:
-    if calib is not None:
-        return calib
-    if name in models.EMBEDDED_MODELS:
-        from mixprec import data
-
-        return data.mnist("train")[0][:CALIBRATION_IMAGES]
-    raise ValueError(f"calibration images are needed for {name or type(model).__name__}: "
-                     f"pass calib= (a tensor of images, or mixprec.data.image_folder(...)); "
-                     f"only the embedded {' / '.join(models.EMBEDDED_MODELS)} bring their own")
 
 
 def _timing_input(name: str, calib: ModelInputs, batch: int) -> ModelInputs:

@@ -58,3 +58,18 @@ def test_unknown_tie_and_foreign_plan_are_named():
     plan = problem.plan((0, 0, 0, 0)).replace({"attn.pv": W8A8_STATIC})
     with pytest.raises(ValueError, match="attn.pv"):
         problem.choice_of(plan)
+
+
+def test_problem_round_trips_through_plain_data():
+    import json
+    import math
+
+    from mixprec.search import SearchProblem
+    from tests.search.instances import random_problem
+
+    for seed in range(20):
+        problem = random_problem(seed)
+        again = SearchProblem.from_dict(json.loads(json.dumps(problem.to_dict())))
+        assert again == problem
+        assert any(math.isinf(v) for p in again.pairs for row in p.ms for v in row) == any(
+            math.isinf(v) for p in problem.pairs for row in p.ms for v in row)
