@@ -59,7 +59,8 @@ def refine(model: nn.Module, name: str, units: UnitList, calib: ModelInputs,
            storage: str | Path | None, study_name: str | None, eval_fn: Callable | None,
            seed: int, context: dict[str, Any]) -> Refinement:
     """Run (or resume) the study until it holds ``trials`` completed trials, seeded with
-    up to ``trials // 2`` plans spread along the exact ``front``.
+    up to ``trials // 2`` plans spread along the part of the exact ``front`` within the
+    limits.
 
     ``context`` (device, runtime, batch) is stored with the study for workers.
     """
@@ -73,9 +74,10 @@ def refine(model: nn.Module, name: str, units: UnitList, calib: ModelInputs,
                                                   context["device"], context["runtime"],
                                                   context["batch"], settings)
     url = storage_url(storage, study_name)
-    count = min(len(front), max(1, trials // 2))
-    seeds = [front[round(k * (len(front) - 1) / max(count - 1, 1))].choice
-             for k in range(count)]
+    within = [p.choice for p in front
+              if all(v <= 0 for v in limits.excess(problem, p.choice).values())]
+    count = min(len(within), max(1, trials // 2))
+    seeds = [within[round(k * (len(within) - 1) / max(count - 1, 1))] for k in range(count)]
     study = create_or_resume(url, study_name, problem, settings, seeds, seed)
     study.set_user_attr(TRIALS_ATTR, trials)
     logger.info("study %s (%s): %d trials", study_name, url, trials)
@@ -89,7 +91,8 @@ def join(storage: str | Path, study_name: str, *, calib: ModelInputs | None = No
 
     The model is loaded by the name the study stores (``weights``: its state dict), the
     calibration images are the embedded model's or ``calib``; both must be those the study
-    was started with.
+    was started with. ``seed`` seeds this worker's sampler (None: random, so that workers
+    do not all propose the same plans).
 
     Raises:
         ValueError: no such study, or one that this process cannot reproduce.
@@ -118,8 +121,7 @@ def join(storage: str | Path, study_name: str, *, calib: ModelInputs | None = No
     problem = SearchProblem.from_dict(settings.pop("problem"))
     units = discover_units(model, first_samples(calib, 1))
     limits = Limits(**settings["limits"])
-    study = create_or_resume(url, study_name, problem, settings, [],
-                             settings["seed"] if seed is None else seed)
+    study = create_or_resume(url, study_name, problem, settings, [], seed)
     _, error_of = plan_error(model, settings["model"], units, calib, None)
     optimize(study, problem, error_of, limits, int(study.user_attrs[TRIALS_ATTR]))
     return Refinement(study_name, url, settings["error"], refined_points(study, problem))
