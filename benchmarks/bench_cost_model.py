@@ -11,8 +11,10 @@ repeats). Printed per case: the median |error| and Kendall's tau of
 
 Random plans: each draws a mixing probability p, starts from a uniform plan of a random
 candidate and gives each unit, with probability p, a random candidate of its kind (so the
-plans spread over the whole latency range). The CPU fingerprint is printed first. No
-assertions (targets: median |error| <= 10%, Kendall tau >= 0.8 in every case).
+plans spread over the whole latency range). The workers get a oneDNN primitive cache large
+enough for all deployed plans (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, unless set). The CPU
+fingerprint is printed first. No assertions (targets: median |error| <= 10%, Kendall
+tau >= 0.8 in every case).
 
     python benchmarks/bench_cost_model.py [--cases deit_small_patch16_224:1 mnist-vit:8]
         [--runtimes torch onnxruntime] [--plans 30] [--threads 2] [--repeats 20] [--rounds 5]
@@ -23,10 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import random
 import statistics
 
 TARGET_ERROR, TARGET_TAU = 0.10, 0.8
+PRIMITIVE_CACHE = 16384
 
 
 def case_inputs(name: str, batch: int):
@@ -121,6 +125,11 @@ def main() -> None:
     from mixprec.kernels.cpu.capabilities import cpu_fingerprint
 
     print(f"cpu: {cpu_fingerprint(args.threads).summary()}", flush=True)
+    # every plan of a case stays deployed in one worker: their int8 layers need more oneDNN
+    # primitives than its default cache keeps (1024), and re-created primitives would be
+    # timed (mnist-vit b8 torch: up to 2x slower plans, tau 0.30 instead of 0.93). A model
+    # in use is deployed alone; the worker inherits this before torch starts.
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(PRIMITIVE_CACHE))
     ctx = mp.get_context("spawn")
     results = []
     for case in args.cases:
