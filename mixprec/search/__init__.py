@@ -10,9 +10,17 @@
 from mixprec.search.ilp import SOLVERS, InfeasibleError, best_within, solve
 from mixprec.search.pareto import FrontChoice, pareto_front
 from mixprec.search.problem import PairCost, SearchProblem, build_problem
-from mixprec.search.refine import Refinement, join
 from mixprec.search.result import FrontPoint, SearchResult
 from mixprec.search.run import run
+
+
+def __getattr__(name: str) -> object:
+    """``join`` and ``Refinement`` import Optuna: only when asked for."""
+    if name in ("join", "Refinement"):
+        from mixprec.search import refine
+
+        return getattr(refine, name)
+    raise AttributeError(f"module 'mixprec.search' has no attribute {name!r}")
 
 __all__ = ["SOLVERS", "FrontChoice", "FrontPoint", "InfeasibleError", "PairCost",
            "Refinement", "SearchProblem", "SearchResult", "best_within", "build_problem", "join",

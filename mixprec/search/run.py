@@ -19,10 +19,8 @@ from mixprec.search.accuracy import calibration_images, fastest_within_drop
 from mixprec.search.ilp import InfeasibleError, best_within
 from mixprec.search.pareto import FrontChoice, pareto_front
 from mixprec.search.problem import SearchProblem, build_problem
-from mixprec.search.refine import refine
 from mixprec.search.result import FrontPoint, SearchResult
 from mixprec.search.sensitivity_cache import cached_sensitivity
-from mixprec.search.trials import Limits
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +106,9 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
         choice = _within_budget(problem, front, budget_ms, size_mb, bops, solver, device, table)
     study = None
     if refine_trials:
+        from mixprec.search.refine import refine  # Optuna: imported when refining
+        from mixprec.search.trials import Limits
+
         study = refine(model, name, units, calib, problem, front,
                        Limits(budget_ms, size_mb, bops), trials=refine_trials, storage=storage,
                        study_name=study_name, eval_fn=eval_fn, seed=seed,
