@@ -32,19 +32,18 @@ def front_plans(model: str, batch: int, threads: int, points: int
     front, and config name -> predicted ms."""
     from mixprec import search
     from mixprec.kernels.registry import RUNTIMES
+    from mixprec.search.pareto import spread
 
     plans: dict[str, dict[str, str]] = {}
     predicted: dict[str, float] = {}
     for runtime in RUNTIMES:
         result = search.run(model, device="cpu", runtime=runtime, batch=batch, threads=threads)
         front = result.front
-        picks = sorted({round(k * (len(front) - 1) / max(points - 1, 1))
-                        for k in range(points)})
         plans[runtime] = {}
-        for rank, k in enumerate(picks):
+        for rank, point in enumerate(spread(front, points)):
             name = f"{FRONT} {runtime} #{rank} (of {len(front)})"
-            plans[runtime][name] = front[k].plan.to_json()
-            predicted[name] = front[k].latency_ms
+            plans[runtime][name] = point.plan.to_json()
+            predicted[name] = point.latency_ms
         print(f"{runtime}: exact front of {len(front)} points, predicted "
               f"{front[0].latency_ms:.3f} .. {front[-1].latency_ms:.3f} ms")
     return plans, predicted

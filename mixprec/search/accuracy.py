@@ -56,25 +56,37 @@ def embedded_top1(name: str) -> Callable[[nn.Module], float]:
     return top1
 
 
+def top1_fn(name: str, eval_fn: Callable[[nn.Module], float] | None
+            ) -> Callable[[nn.Module], float] | None:
+    """``eval_fn``, else the embedded test digits' top-1 for an embedded model, else None."""
+    if eval_fn is None and name in models.EMBEDDED_MODELS:
+        return embedded_top1(name)
+    return eval_fn
+
+
+def plan_models(model: nn.Module, units: UnitList, calib: ModelInputs
+                ) -> Callable[[Plan], nn.Module]:
+    """plan -> its fake-quantized model (calibration statistics collected once)."""
+    stats = calibrate(model, list(units), calib)
+    return lambda plan: simulate(model, plan, calib, units=units, stats=stats)
+
+
 def plan_error(model: nn.Module, name: str, units: UnitList, calib: ModelInputs,
                eval_fn: Callable[[nn.Module], float] | None) -> tuple[str, Callable[[Plan], float]]:
     """(what it measures, plan -> measured error of its fake-quantized model): one minus
     ``eval_fn``'s top-1, else the embedded test digits' top-1 error, else (no labelled data)
     the noise-to-signal ratio of the model's outputs on the calibration images."""
-    stats = calibrate(model, list(units), calib)
-    if eval_fn is None and name in models.EMBEDDED_MODELS:
-        eval_fn = embedded_top1(name)
-    if eval_fn is not None:
-        top1 = eval_fn
-        return "top-1 error", lambda plan: 1.0 - top1(simulate(model, plan, calib, units=units,
-                                                              stats=stats))
+    quantized = plan_models(model, units, calib)
+    top1 = top1_fn(name, eval_fn)
+    if top1 is not None:
+        return "top-1 error", lambda plan: 1.0 - top1(quantized(plan))
     with torch.inference_mode():
         reference = primary_output(call_model(model, calib))
 
     def output_noise(plan: Plan) -> float:
-        quantized = simulate(model, plan, calib, units=units, stats=stats)
         with torch.inference_mode():
-            return noise_to_signal(primary_output(call_model(quantized, calib)), reference)
+            return noise_to_signal(primary_output(call_model(quantized(plan), calib)),
+                                   reference)
 
     return "output noise-to-signal on the calibration images", output_noise
 
@@ -96,22 +108,20 @@ def fastest_within_drop(model: nn.Module, name: str, units: UnitList, problem: S
     """
     if max_drop < 0:
         raise ValueError(f"max_drop must be >= 0 (a fraction of top-1), got {max_drop}")
-    if eval_fn is None:
-        if name not in models.EMBEDDED_MODELS:
-            raise ValueError("max_drop needs eval_fn (top-1 of a model on your data) for a "
-                             "model other than the embedded one")
-        eval_fn = embedded_top1(name)
+    top1 = top1_fn(name, eval_fn)
+    if top1 is None:
+        raise ValueError("max_drop needs eval_fn (top-1 of a model on your data) for a "
+                         "model other than the embedded one")
     points = [p for p in front if budget_ms is None or p.latency_ms <= budget_ms]
     if not points:
         raise ValueError(f"no front plan within the budget {budget_ms} ms")
-    float_top1 = eval_fn(model)
-    stats = calibrate(model, list(units), calib)
+    float_top1 = top1(model)
+    quantized = plan_models(model, units, calib)
     tried: dict[int, float] = {}
 
     def drop(k: int) -> float:
         if k not in tried:
-            plan = problem.plan(points[k].choice)
-            tried[k] = eval_fn(simulate(model, plan, calib, units=units, stats=stats))
+            tried[k] = top1(quantized(problem.plan(points[k].choice)))
         return float_top1 - tried[k]
 
     low, high = 0, len(points) - 1

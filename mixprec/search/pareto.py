@@ -48,6 +48,14 @@ def pareto_front(problem: SearchProblem, *, size_mb: float | None = None,
     return _sweep_front(problem, size_mb, gbops, solver)
 
 
+def spread(points: list, count: int) -> list:
+    """Up to ``count`` of ``points`` evenly spaced along them, first and last included."""
+    if not points or count < 1:
+        return []
+    picks = sorted({round(k * (len(points) - 1) / max(count - 1, 1)) for k in range(count)})
+    return [points[k] for k in picks]
+
+
 def unit_groups(problem: SearchProblem) -> list[list[int]]:
     """Units joined by pairs or ties, in order of their first unit."""
     parent = list(range(len(problem.units)))

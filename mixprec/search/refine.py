@@ -17,7 +17,7 @@ from mixprec.quant.calibrate import calibration_hash
 from mixprec.quant.inputs import ModelInputs, first_samples
 from mixprec.quant.units import UnitList, discover_units
 from mixprec.search.accuracy import calibration_images, plan_error
-from mixprec.search.pareto import FrontChoice
+from mixprec.search.pareto import FrontChoice, spread
 from mixprec.search.problem import SearchProblem
 from mixprec.search.study import open_storage, storage_url
 from mixprec.search.trials import (
@@ -76,8 +76,7 @@ def refine(model: nn.Module, name: str, units: UnitList, calib: ModelInputs,
     url = storage_url(storage, study_name)
     within = [p.choice for p in front
               if all(v <= 0 for v in limits.excess(problem, p.choice).values())]
-    count = min(len(within), max(1, trials // 2))
-    seeds = [within[round(k * (len(within) - 1) / max(count - 1, 1))] for k in range(count)]
+    seeds = spread(within, max(1, trials // 2))
     study = create_or_resume(url, study_name, problem, settings, seeds, seed)
     study.set_user_attr(TRIALS_ATTR, trials)
     logger.info("study %s (%s): %d trials", study_name, url, trials)

@@ -111,3 +111,12 @@ def test_front_is_non_dominated_and_fastest_first():
     for a, b in zip(front, front[1:]):
         assert a.latency_ms < b.latency_ms and a.error > b.error
     assert math.isfinite(front[0].latency_ms)
+
+
+def test_spread_picks_evenly_with_both_ends():
+    from mixprec.search.pareto import spread
+
+    assert spread(list(range(11)), 3) == [0, 5, 10]
+    assert spread(list(range(4)), 10) == [0, 1, 2, 3]
+    assert spread([7], 5) == [7]
+    assert spread([], 3) == [] and spread([1, 2], 0) == []
