@@ -127,9 +127,11 @@ def test_a_study_whose_worker_was_killed_resumes_with_no_trial_lost(tmp_path):
     worker = _worker(storage, "killed")
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # kill it in the middle of a trial
-        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if any(t.user_attrs.get(WORKER_ATTR, {}).get("pid") == worker.pid for t in running):
-            break
+        if _runs_a_trial(study, worker.pid):
+            worker.send_signal(signal.SIGSTOP)  # frozen: its trial cannot finish meanwhile
+            if _runs_a_trial(study, worker.pid):
+                break
+            worker.send_signal(signal.SIGCONT)
         time.sleep(0.05)
     worker.send_signal(signal.SIGKILL)
     worker.communicate()
@@ -139,6 +141,11 @@ def test_a_study_whose_worker_was_killed_resumes_with_no_trial_lost(tmp_path):
               if t.state == TrialState.FAIL]
     assert len(failed) == 1
     assert len(complete) == 5
+
+
+def _runs_a_trial(study, pid):
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return any(t.user_attrs.get(WORKER_ATTR, {}).get("pid") == pid for t in running)
 
 
 def test_storage_forms():
