@@ -18,11 +18,9 @@ def load_model_and_data(args: argparse.Namespace):
     """The model, test images, labels and calibration images that the arguments name."""
     from mixprec import data, models
 
+    require_data(args)
     model = models.load(args.model, weights=args.weights)
     if args.data is None:
-        if args.model not in models.EMBEDDED_MODELS:
-            raise SystemExit("--data is required for models other than the embedded "
-                             f"{' / '.join(models.EMBEDDED_MODELS)}")
         images, labels = data.mnist("test")
         calib = data.mnist("train")[0][: args.calib_size]
         return model, images, labels, calib
@@ -47,8 +45,9 @@ def require_data(args: argparse.Namespace) -> None:
     from mixprec import models
 
     if args.data is None and args.model not in models.EMBEDDED_MODELS:
-        raise ValueError(f"--data is required for {args.model}: calibration images (an "
-                         "image folder or a tensor file)")
+        raise ValueError(f"--data is required for {args.model}: images (an image folder or "
+                         "a tensor file); only the embedded "
+                         f"{' / '.join(models.EMBEDDED_MODELS)} bring their own")
 
 
 def _user_data(path: str, model: torch.nn.Module):
@@ -129,15 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     un.add_argument("--input-shape", default="1x28x28", help="per-image shape, e.g. 3x224x224")
     un.set_defaults(func=cmd_units)
 
-    from mixprec.cli.cpu import register as register_cpu
-    from mixprec.cli.measure import register as register_measure
-    from mixprec.cli.search import register as register_search
-    from mixprec.cli.sensitivity import register as register_sensitivity
-    register_sensitivity(sub)
-    register_search(sub)
-    register_cpu(sub)
-    register_measure(sub)
+    from mixprec.cli import cpu, dashboard, export, measure, report, search, sensitivity, study
+    for module in (sensitivity, search, report, export, dashboard, study, cpu, measure):
+        module.register(sub)
     return parser
+
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NO_PLAN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+"""Exit codes: 0 done; 1 failed (an export that missed its check, an internal error);
+2 bad input (arguments, files, data); 3 no plan meets the limits; 130 interrupted."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,11 +144,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     func: Callable[[argparse.Namespace], int] = args.func
+    where = f"mixprec {args.command}"
     try:
         return func(args)
-    except (ValueError, FileNotFoundError, TypeError, LookupError) as err:
-        print(f"mixprec {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # one line and a hint, not a traceback (-v shows it)
+        if args.verbose:
+            raise
+        code, hint = _classify(err, args.command)
+        print(f"{where}: error: {err}\n  hint: {hint}", file=sys.stderr)
+        return code
+
+
+def _classify(err: Exception, command: str) -> tuple[int, str]:
+    """(exit code, hint) for an error that ends a command."""
+    from mixprec.search.ilp import InfeasibleError
+
+    if isinstance(err, InfeasibleError):
+        return EXIT_NO_PLAN, "raise the budget or the limits (the message gives what fits)"
+    if isinstance(err, (ValueError, FileNotFoundError, TypeError, LookupError)):
+        return EXIT_BAD_INPUT, f"see `mixprec {command} --help`"
+    return EXIT_FAILED, f"{type(err).__name__}; run with -v for the traceback"
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
-"""The ``mixprec search`` subcommand: a plan within a budget, its front, an Optuna study."""
+"""The ``mixprec search`` subcommand, end to end: load, estimate, search, write the run
+folder, deploy the chosen plan and the baselines on this CPU, measure them, and report."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import Any
+
+from mixprec.cli.progress import Progress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,9 +18,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="mnist-vit (default), mnist-vit-small or a timm model name")
     p.add_argument("--weights", default=None, help="state-dict file for a timm model")
     p.add_argument("--data", default=None,
-                   help="calibration images: image folder or tensor file (required for "
-                        "models other than the embedded ones)")
+                   help="images: an ImageNet-style folder or a tensor file (required for "
+                        "models other than the embedded ones); the first --calib-size "
+                        "calibrate, up to --eval-size are evaluated")
+    p.add_argument("--calib", default=None, help="calibration images (default: --data)")
     p.add_argument("--calib-size", type=int, default=256)
+    p.add_argument("--eval-size", type=int, default=1000,
+                   help="images the deployed plans are evaluated on")
     p.add_argument("--device", default="cpu", help="cpu (this machine), xeon, a15 or a100")
     p.add_argument("--devices", nargs="+", default=None, help="more devices to give fronts of")
     p.add_argument("--runtime", default=None, choices=("torch", "onnxruntime"),
@@ -40,39 +48,108 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--study", default=None, help="study name")
     p.add_argument("--worker", action="store_true",
                    help="join the running study --study in --storage and work on its trials")
-    p.add_argument("--out", type=Path, default=None, help="write the run folder here")
+    p.add_argument("--out", type=Path, default=None,
+                   help="write the run folder here (plan, fronts, tables, measurements, report)")
+    p.add_argument("--no-deploy", action="store_true",
+                   help="do not deploy and measure the plans on this CPU")
+    p.add_argument("--front-points", type=int, default=3,
+                   help="front plans deployed and measured beside the chosen one")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Search the plan of a model for a device: the most accurate within the budget."""
-    from mixprec import search
-
+    """Search the plan of a model for a device (the most accurate within the budget), deploy
+    it on this CPU beside the uniform baselines and measure them."""
     if args.worker:
         return _work(args)
-    from mixprec import models
-    from mixprec.cli import load_calibration, require_data
+    from mixprec import search
+    from mixprec.cli import load_model_and_data
 
-    require_data(args)
-    model = models.load(args.model, weights=args.weights)
-    calib = load_calibration(args, model)
-    storage = args.storage
-    if storage is None and args.refine_trials and args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        storage = f"sqlite:///{(args.out / 'study.db').resolve()}"
+    say = Progress(args.quiet)
+    say(f"loading {args.model} and its data")
+    model, images, labels, calib = load_model_and_data(args)
+    images = images[: args.eval_size]
+    labels = None if labels is None else labels[: args.eval_size]
+    say("searching: sensitivity, latency tables, Pareto front")
     result = search.run(
         model, args.budget_ms, args.device, calib, runtime=args.runtime,
         sensitivity=args.sensitivity, max_drop=args.max_drop, size_mb=args.size_mb,
         bops=args.bops, devices=args.devices, refine_trials=args.refine_trials,
-        storage=storage, study_name=args.study, seed=args.seed, batch=args.batch,
+        storage=_storage(args), study_name=args.study, seed=args.seed, batch=args.batch,
         threads=args.threads, solver=args.solver)
+    say(f"front of {len(result.front)} plans; chosen plan {result.latency_ms:.3f} ms predicted")
     if args.out is not None:
         result.save(args.out)
+        _annotate(args.out, args)
+    measured = [] if args.no_deploy else _measure(args, model, result, calib, images, labels,
+                                                  say)
+    if args.out is not None:
+        from mixprec.report import write_report
+
+        say("writing the report")
+        write_report(args.out)
+    _print(args, result, measured)
+    return 0
+
+
+def _storage(args: argparse.Namespace) -> str | None:
+    if args.storage is None and args.refine_trials and args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(args.out / 'study.db').resolve()}"
+    return args.storage
+
+
+def _annotate(folder: Path, args: argparse.Namespace) -> None:
+    """Add the model and the run's settings to ``result.json``."""
+    from mixprec.cost_models.table import write_atomic
+
+    path = folder / "result.json"
+    summary = json.loads(path.read_text())
+    summary.update(model=args.model, weights=args.weights, data=args.data, calib=args.calib,
+                   calib_size=args.calib_size, eval_size=args.eval_size, batch=args.batch,
+                   threads=args.threads)
+    write_atomic(path, json.dumps(summary, indent=1))
+
+
+def _measure(args: argparse.Namespace, model, result, calib, images, labels,
+             say: Progress) -> list[Any]:
+    """Deploy and measure the chosen plan, the baselines and a few front plans on this CPU
+    (only when the plan is for this CPU); write ``measured.json``."""
+    from mixprec.cost_models.table import write_atomic
+    from mixprec.kernels.registry import LOCAL_DEVICE
+    from mixprec.quant import discover_units
+    from mixprec.search import FrontPoint
+    from mixprec.search.validate import measure_plans, plans_to_measure
+
+    if result.device != LOCAL_DEVICE:
+        say(f"not deploying: the plan is for {result.device}, not this CPU")
+        return []
+    chosen = FrontPoint(result.latency_ms, result.error, result.plan)
+    plans = plans_to_measure(chosen, result.baselines[result.device], result.front,
+                             args.front_points)
+    units = discover_units(model, calib[:1])
+    found = measure_plans(model, plans, units, calib, images, labels, result.runtime,
+                          batch=args.batch, threads=args.threads, rounds=args.rounds,
+                          progress=say)
+    if args.out is not None:
+        write_atomic(args.out / "measured.json",
+                     json.dumps([m.to_dict() for m in found], indent=1))
+    return found
+
+
+def _print(args: argparse.Namespace, result, measured: list[Any]) -> None:
+    from mixprec.search.validate import fp32_ms
+
     summary = result.summary()
+    summary["measured"] = {**summary["measured"], "deployed": [m.to_dict() for m in measured]}
+    if args.out is not None:
+        summary["out"] = str(args.out)
     if args.json:
         print(json.dumps(summary, indent=1))
-        return 0
+        return
     print(f"{args.model} on {result.device} ({result.runtime}, batch {args.batch}): plan "
           f"{result.latency_ms:.3f} ms predicted, predicted error {result.error:.4g}; "
           f"front of {len(result.front)} points")
@@ -80,9 +157,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"study {result.study_name} in {result.storage}: measured "
               f"{result.measured['refined']['error_measure']} "
               f"{result.measured['refined']['measured_error']:.4f}")
+    if measured:
+        fp32 = fp32_ms([m.to_dict() for m in measured])
+        print(f"\ndeployed on this CPU ({result.runtime}), median of {args.rounds} "
+              "interleaved rounds:")
+        print(f"{'plan':<18}{'predicted ms':>13}{'measured ms':>13}{'vs fp32':>9}"
+              f"{'top-1':>8}{'simulated':>11}")
+        for m in measured:
+            speed = f"{fp32 / m.latency_ms:.2f}x" if fp32 else ""
+            top1 = "" if m.top1 is None else f"{m.top1:.4f}"
+            sim = "" if m.simulated_top1 is None else f"{m.simulated_top1:.4f}"
+            print(f"{m.name:<18}{m.predicted_ms:>13.3f}{m.latency_ms:>13.3f}{speed:>9}"
+                  f"{top1:>8}{sim:>11}")
     if args.out is not None:
-        print(f"wrote {args.out}")
-    return 0
+        print(f"\nwrote {args.out} (report: {args.out / 'report.html'})")
 
 
 def _work(args: argparse.Namespace) -> int:

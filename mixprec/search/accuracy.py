@@ -15,6 +15,7 @@ from mixprec.quant.inputs import ModelInputs, call_model, primary_output
 from mixprec.quant.plan import Plan
 from mixprec.quant.simulate import simulate
 from mixprec.quant.units import UnitList
+from mixprec.search.ilp import InfeasibleError
 from mixprec.search.pareto import FrontChoice
 from mixprec.search.problem import SearchProblem
 from mixprec.sensitivity.metrics import noise_to_signal
@@ -114,7 +115,7 @@ def fastest_within_drop(model: nn.Module, name: str, units: UnitList, problem: S
                          "model other than the embedded one")
     points = [p for p in front if budget_ms is None or p.latency_ms <= budget_ms]
     if not points:
-        raise ValueError(f"no front plan within the budget {budget_ms} ms")
+        raise InfeasibleError(f"no front plan within the budget {budget_ms} ms")
     float_top1 = top1(model)
     quantized = plan_models(model, units, calib)
     tried: dict[int, float] = {}
@@ -126,8 +127,8 @@ def fastest_within_drop(model: nn.Module, name: str, units: UnitList, problem: S
 
     low, high = 0, len(points) - 1
     if drop(high) > max_drop:
-        raise ValueError(f"even the most accurate plan within the budget loses "
-                         f"{drop(high):.4f} top-1 (> max_drop {max_drop})")
+        raise InfeasibleError(f"even the most accurate plan within the budget loses "
+                              f"{drop(high):.4f} top-1 (> max_drop {max_drop})")
     while low < high:
         middle = (low + high) // 2
         if drop(middle) <= max_drop:

@@ -47,6 +47,8 @@ class SearchResult:
             float model and of each plan tried; refinement: the measured front), else empty.
         study_name: the refinement study (None: no refinement).
         storage: its storage URL.
+        baselines: device -> baseline name (``fp32``, ``int8 static``, ...) -> the uniform
+            plan with its predicted latency and error (:mod:`mixprec.search.baselines`).
     """
 
     plan: Plan
@@ -62,6 +64,7 @@ class SearchResult:
     measured: dict[str, Any] = field(default_factory=dict)
     study_name: str | None = None
     storage: str | None = None
+    baselines: dict[str, dict[str, FrontPoint]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """The result without its plans and tables (for logs and ``result.json``)."""
@@ -78,18 +81,24 @@ class SearchResult:
         }
 
     def save(self, folder: str | Path) -> Path:
-        """Write the run folder: ``plan.json``, ``result.json``, per device
-        ``front-<device>.json`` / ``.csv`` and ``latency-<device>.json``, and
-        ``sensitivity.json``. Existing files of the same names are replaced atomically."""
+        """Write the run folder: ``plan.json``, ``result.json``, ``front.json`` / ``.csv``
+        (the front on ``device``), per device ``front-<device>.json`` / ``.csv`` and
+        ``latency-<device>.json``, ``baselines.json`` and ``sensitivity.json``. Existing
+        files of the same names are replaced atomically."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "plan.json", self.plan.to_json())
         write_atomic(out / "result.json", json.dumps(self.summary(), indent=1))
-        for device, front in self.fronts.items():
-            write_atomic(out / f"front-{device}.json",
-                         json.dumps([p.to_dict() for p in front], indent=1))
-            write_atomic(out / f"front-{device}.csv", front_csv(front))
-            self.tables[device].save(out / f"latency-{device}.json")
+        for stem, front in [("front", self.front)] + [
+                (f"front-{d}", f) for d, f in self.fronts.items()]:
+            write_atomic(out / f"{stem}.json", json.dumps([p.to_dict() for p in front],
+                                                          indent=1))
+            write_atomic(out / f"{stem}.csv", front_csv(front))
+        for device, table in self.tables.items():
+            table.save(out / f"latency-{device}.json")
+        write_atomic(out / "baselines.json", json.dumps(
+            {d: {name: p.to_dict() for name, p in named.items()}
+             for d, named in self.baselines.items()}, indent=1))
         write_atomic(out / "sensitivity.json", self.sensitivity.to_json())
         return out
 

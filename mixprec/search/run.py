@@ -16,6 +16,7 @@ from mixprec.quant.inputs import ModelInputs, first_samples, sample_count
 from mixprec.quant.spec import QuantSpec
 from mixprec.quant.units import UnitList, discover_units
 from mixprec.search.accuracy import calibration_images, fastest_within_drop
+from mixprec.search.baselines import baseline_choices
 from mixprec.search.ilp import InfeasibleError, best_within
 from mixprec.search.pareto import FrontChoice, pareto_front
 from mixprec.search.problem import SearchProblem, build_problem
@@ -128,7 +129,9 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
         fronts={d: _points(p, f) for d, (_, p, f) in chosen.items()},
         tables={d: t for d, (t, _, _) in chosen.items()}, sensitivity=table_s,
         measured=measured, study_name=study.study_name if study else None,
-        storage=study.storage if study else None)
+        storage=study.storage if study else None,
+        baselines={d: {name: _point(p, c) for name, c in baseline_choices(p).items()}
+                   for d, (_, p, _) in chosen.items()})
 
 
 def _model(model: nn.Module | str) -> tuple[str, nn.Module]:
@@ -213,9 +216,10 @@ def _front(problem: SearchProblem, size_mb: float | None, bops: float | None, so
         return pareto_front(problem, size_mb=size_mb, gbops=bops, solver=solver)
     except InfeasibleError:
         all_float = tuple(problem.options[i].index(FLOAT32) for i in range(len(problem.units)))
-        raise ValueError(f"no plan on {device} meets the limits (size_mb={size_mb}, "
-                         f"bops={bops}); float32 needs {problem.size_of(all_float):.2f} MB "
-                         f"and {problem.gbops_of(all_float):.2f} GBOPs") from None
+        raise InfeasibleError(f"no plan on {device} meets the limits (size_mb={size_mb}, "
+                              f"bops={bops}); float32 needs "
+                              f"{problem.size_of(all_float):.2f} MB and "
+                              f"{problem.gbops_of(all_float):.2f} GBOPs") from None
 
 
 def _within_budget(problem: SearchProblem, front: list[FrontChoice], budget_ms: float,
@@ -223,12 +227,17 @@ def _within_budget(problem: SearchProblem, front: list[FrontChoice], budget_ms: 
                    table: LatencyTable) -> tuple[int, ...]:
     fastest = front[0].latency_ms
     if budget_ms < fastest:
-        raise ValueError(f"budget {budget_ms:.4g} ms is infeasible on {device} "
-                         f"({table.runtime}, batch {table.batch}): the fastest plan takes "
-                         f"{fastest:.4g} ms")
+        raise InfeasibleError(f"budget {budget_ms:.4g} ms is infeasible on {device} "
+                              f"({table.runtime}, batch {table.batch}): the fastest plan "
+                              f"takes {fastest:.4g} ms")
     return best_within(problem, budget_ms, size_mb=size_mb, gbops=bops, solver=solver)
 
 
 def _points(problem: SearchProblem, front: list[FrontChoice]) -> list[FrontPoint]:
-    return [FrontPoint(p.latency_ms, p.error, problem.plan(p.choice)) for p in front]
+    return [_point(problem, p.choice) for p in front]
+
+
+def _point(problem: SearchProblem, choice: tuple[int, ...]) -> FrontPoint:
+    return FrontPoint(problem.latency_of(choice), problem.error_of(choice),
+                      problem.plan(choice))
 

@@ -91,6 +91,14 @@ class Int8Matrix:
             self.packed = torch.ops.onednn.qlinear_prepack(self.q, None)
             self.zero_points = torch.zeros(self.q.shape[0], dtype=torch.int64)
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled as its integer values, scales and backend (oneDNN's packed weight is an
+        opaque tensor that cannot be saved); unpickling packs it again."""
+        return {"q": self.q, "scale": self.scale, "backend": self.backend}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(state["q"], state["scale"], state["backend"])
+
     @property
     def out_features(self) -> int:
         """N: rows of the matrix, columns of the product."""
