@@ -62,7 +62,7 @@ def test_search_writes_the_run_folder_and_measures_the_deployed_plans(cpu_run):
     assert any(n.startswith("chosen") for n in deployed)
     assert {"int8 static", "int8 dynamic"} <= set(deployed)
     fp32 = next(m for n, m in deployed.items() if n.endswith("fp32"))
-    assert fp32["sqnr_db"] is None and fp32["top1"] == fp32["simulated_top1"]
+    assert fp32["sqnr_db"] is None  # float32 deployed is the model itself in torch
     for m in deployed.values():
         assert m["latency_ms"] > 0 and 0.8 < m["top1"] <= 1.0
         assert m["sqnr_db"] is None or m["sqnr_db"] > 30  # deployed == simulated numbers

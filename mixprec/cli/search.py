@@ -29,8 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", nargs="+", default=None, help="more devices to give fronts of")
     p.add_argument("--runtime", default=None, choices=("torch", "onnxruntime"),
                    help="CPU runtime (default: the faster one here by its tables)")
-    p.add_argument("--budget-ms", type=float, default=None,
-                   help="latency budget per call (default: the most accurate plan)")
+    p.add_argument("--budget-ms", type=budget, default=None,
+                   help="latency budget per call in ms, or a percentage of the float32 plan's "
+                        "predicted latency (80%%: at least 1.25x faster); default: the most "
+                        "accurate plan")
     p.add_argument("--max-drop", type=float, default=None,
                    help="the fastest plan losing at most this top-1 (0.01 = 1 point)")
     p.add_argument("--size-mb", type=float, default=None)
@@ -52,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="write the run folder here (plan, fronts, tables, measurements, report)")
     p.add_argument("--no-deploy", action="store_true",
                    help="do not deploy and measure the plans on this CPU")
-    p.add_argument("--front-points", type=int, default=3,
+    p.add_argument("--front-points", type=int, default=2,
                    help="front plans deployed and measured beside the chosen one")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -74,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
     images = images[: args.eval_size]
     labels = None if labels is None else labels[: args.eval_size]
     say("searching: sensitivity, latency tables, Pareto front")
+    budget_ms, fraction = args.budget_ms if args.budget_ms is not None else (None, None)
     result = search.run(
-        model, args.budget_ms, args.device, calib, runtime=args.runtime,
+        model, budget_ms, args.device, calib, runtime=args.runtime, budget_fraction=fraction,
         sensitivity=args.sensitivity, max_drop=args.max_drop, size_mb=args.size_mb,
         bops=args.bops, devices=args.devices, refine_trials=args.refine_trials,
         storage=_storage(args), study_name=args.study, seed=args.seed, batch=args.batch,
@@ -93,6 +96,17 @@ def run(args: argparse.Namespace) -> int:
         write_report(args.out)
     _print(args, result, measured)
     return 0
+
+
+def budget(text: str) -> tuple[float | None, float | None]:
+    """``--budget-ms``: ``5`` -> (5.0, None) ms; ``80%`` -> (None, 0.8) of float32."""
+    try:
+        if text.endswith("%"):
+            return None, float(text[:-1]) / 100
+        return float(text), None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a budget: {text!r} (ms, or a percentage of "
+                                         "float32's latency such as 80%)") from None
 
 
 def _storage(args: argparse.Namespace) -> str | None:
@@ -162,13 +176,13 @@ def _print(args: argparse.Namespace, result, measured: list[Any]) -> None:
         print(f"\ndeployed on this CPU ({result.runtime}), median of {args.rounds} "
               "interleaved rounds:")
         print(f"{'plan':<18}{'predicted ms':>13}{'measured ms':>13}{'vs fp32':>9}"
-              f"{'top-1':>8}{'simulated':>11}")
+              f"{'top-1':>8}{'SQNR vs simulation':>20}")
         for m in measured:
             speed = f"{fp32 / m.latency_ms:.2f}x" if fp32 else ""
             top1 = "" if m.top1 is None else f"{m.top1:.4f}"
-            sim = "" if m.simulated_top1 is None else f"{m.simulated_top1:.4f}"
+            sqnr = "identical" if m.sqnr_db == float("inf") else f"{m.sqnr_db:.1f} dB"
             print(f"{m.name:<18}{m.predicted_ms:>13.3f}{m.latency_ms:>13.3f}{speed:>9}"
-                  f"{top1:>8}{sim:>11}")
+                  f"{top1:>8}{sqnr:>20}")
     if args.out is not None:
         print(f"\nwrote {args.out} (report: {args.out / 'report.html'})")
 

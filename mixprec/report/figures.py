@@ -86,12 +86,12 @@ def _measured_png(run: RunFolder, path: Path) -> Path:
     left.set_ylabel("measured ms (deployed, median)")
     left.legend(fontsize=8)
     with_top1 = [r for r in rows if r["top1"] is not None]
-    right.scatter([r["simulated_top1"] for r in with_top1], [r["top1"] for r in with_top1])
+    right.scatter([r["predicted_error"] for r in with_top1], [r["top1"] for r in with_top1])
     for r in with_top1:
-        right.annotate(r["name"], (r["simulated_top1"], r["top1"]), fontsize=7,
+        right.annotate(r["name"], (r["predicted_error"], r["top1"]), fontsize=7,
                        textcoords="offset points", xytext=(4, 3))
-    right.set_xlabel("top-1, simulated (fake-quant)")
-    right.set_ylabel("top-1, deployed")
+    right.set_xlabel("predicted error (sensitivity sum)")
+    right.set_ylabel("top-1 of the deployed model")
     fig.suptitle(f"predicted against measured ({rows[0]['runtime']} on this CPU)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -116,7 +116,7 @@ def _map_figure(plan: Plan) -> go.Figure:
 
 def _measured_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        "latency: predicted vs measured (ms)", "top-1: simulated vs deployed"))
+        "latency: predicted vs measured (ms)", "accuracy: predicted error vs measured top-1"))
     names = [r["name"] for r in rows]
     predicted = [r["predicted_ms"] for r in rows]
     measured = [r["latency_ms"] for r in rows]
@@ -127,10 +127,14 @@ def _measured_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
                              line={"dash": "dash", "color": "grey"}), 1, 1)
     top1 = [r for r in rows if r["top1"] is not None]
     if top1:
-        fig.add_trace(go.Scatter(x=[r["simulated_top1"] for r in top1],
+        fig.add_trace(go.Scatter(x=[r["predicted_error"] for r in top1],
                                  y=[r["top1"] for r in top1], mode="markers+text",
                                  text=[r["name"] for r in top1], textposition="top right",
                                  name="top-1"), 1, 2)
+    fig.update_xaxes(title_text="predicted ms", row=1, col=1)
+    fig.update_yaxes(title_text="measured ms (deployed)", row=1, col=1)
+    fig.update_xaxes(title_text="predicted error (sensitivity sum)", row=1, col=2)
+    fig.update_yaxes(title_text="top-1 of the deployed model", row=1, col=2)
     fig.update_layout(height=460, showlegend=False)
     return fig
 
@@ -138,14 +142,15 @@ def _measured_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
 def _measured_table(rows: Sequence[dict[str, Any]]) -> str:
     reference = fp32_ms(rows)
     head = ("<tr><th>plan</th><th>predicted ms</th><th>measured ms</th><th>vs fp32</th>"
-            "<th>top-1 deployed</th><th>top-1 simulated</th><th>SQNR vs simulation</th></tr>")
+            "<th>top-1 deployed</th><th>predicted error</th>"
+            "<th>output SQNR vs simulation</th></tr>")
     body = []
     for r in rows:
         speedup = f"{reference / r['latency_ms']:.2f}x" if reference else ""
         sqnr = "identical" if r["sqnr_db"] is None else f"{r['sqnr_db']:.1f} dB"
         body.append(f"<tr><td>{_e(r['name'])}</td><td>{r['predicted_ms']:.3f}</td>"
                     f"<td>{r['latency_ms']:.3f}</td><td>{speedup}</td>"
-                    f"<td>{_num(r['top1'])}</td><td>{_num(r['simulated_top1'])}</td>"
+                    f"<td>{_num(r['top1'])}</td><td>{r['predicted_error']:.4g}</td>"
                     f"<td>{sqnr}</td></tr>")
     runtime = rows[0]["runtime"]
     return (f"<p>Each plan deployed with real kernels ({_e(runtime)} runtime) and timed "
@@ -160,7 +165,7 @@ def _provenance_table(run: RunFolder) -> str:
     for device, table in run.tables.items():
         p = table.provenance
         machine = p.get("cpu") or "analytic device model (spec-sheet figures with citations)"
-        if p.get("cpu_key"):
+        if p.get("cpu_key") and p["cpu_key"] not in machine:
             machine += f" (key {p['cpu_key']})"
         body.append(f"<tr><td>{_e(device)}</td><td>{_e(table.source)}</td>"
                     f"<td>{_e(table.runtime)}</td><td>{table.batch}</td>"

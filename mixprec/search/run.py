@@ -32,8 +32,8 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
         bops: float | None = None, devices: Sequence[str] | None = None,
         refine_trials: int = 0, storage: str | Path | None = None,
         study_name: str | None = None, eval_fn: Callable[[nn.Module], float] | None = None,
-        seed: int = 0, batch: int = 1, threads: int = 2, solver: str = "cbc"
-        ) -> SearchResult:
+        seed: int = 0, batch: int = 1, threads: int = 2, solver: str = "cbc",
+        budget_fraction: float | None = None) -> SearchResult:
     """Search the plan of ``model`` for ``device``: the most accurate one within the budget.
 
     Args:
@@ -66,11 +66,16 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
         batch: images per call (the latency tables' batch).
         threads: CPU threads (the CPU tables').
         solver: ``cbc`` (PuLP) or ``highs`` (scipy).
+        budget_fraction: the budget as a fraction of the float32 plan's predicted latency on
+            ``device`` (instead of ``budget_ms``; 0.8: at least 1.25x faster than float).
 
     Raises:
         ValueError: bad arguments, a model other than the embedded one without ``calib``,
             or a budget below the fastest plan (the message gives its latency in ms).
     """
+    if budget_fraction is not None and (budget_ms is not None or budget_fraction <= 0):
+        raise ValueError("budget_fraction must be > 0 and replaces budget_ms (pass one), got "
+                         f"{budget_fraction} with budget_ms={budget_ms}")
     if max_drop is not None and refine_trials:
         raise ValueError("max_drop and refine_trials each choose the plan by measured "
                          "accuracy: pass one of them")
@@ -96,6 +101,8 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
             logger.info("%s: %s is the faster runtime (%s)", d, chosen[d][0].runtime,
                         ", ".join(f"{t.runtime} {f[0].latency_ms:.3f} ms" for t, _, f in fronts))
     table, problem, front = chosen[device]
+    if budget_fraction is not None:
+        budget_ms = budget_fraction * problem.latency_of(baseline_choices(problem)["fp32"])
     measured: dict[str, Any] = {}
     if max_drop is not None:
         point, measured = fastest_within_drop(model, name, units, problem, front, calib,
