@@ -193,3 +193,31 @@ def _get_json(url: str, server: subprocess.Popen, wait_s: float = 90) -> dict:
                 output = server.stdout.read().decode() if server.stdout else ""
                 raise AssertionError(f"dashboard did not answer {url}: {output}") from None
             time.sleep(0.5)
+
+
+def test_search_takes_a_timm_model_with_weights_and_an_image_folder(tmp_path, capsys):
+    """``--model`` a timm name, ``--weights FILE`` and ``--data`` an ImageNet-style folder."""
+    import timm
+    import torch
+    from PIL import Image
+
+    torch.manual_seed(0)
+    weights = tmp_path / "deit_tiny.pt"
+    torch.save(timm.create_model("deit_tiny_patch16_224").state_dict(), weights)
+    rng = torch.Generator().manual_seed(0)
+    for label in ("cat", "dog"):
+        (tmp_path / "val" / label).mkdir(parents=True)
+        for k in range(2):
+            pixels = torch.randint(0, 256, (240, 260, 3), generator=rng, dtype=torch.uint8)
+            Image.fromarray(pixels.numpy()).save(tmp_path / "val" / label / f"{k}.jpg")
+    out = tmp_path / "run"
+    assert main(["search", "--model", "deit_tiny_patch16_224", "--weights", str(weights),
+                 "--data", str(tmp_path / "val"), "--calib-size", "4", "--device", "a100",
+                 "--budget-ms", "90%", "--out", str(out), "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    fp32 = json.loads((out / "baselines.json").read_text())["a100"]["fp32"]["latency_ms"]
+    assert summary["latency_ms"] <= 0.9 * fp32 and summary["budget_ms"] == 0.9 * fp32
+    assert summary["measured"]["deployed"] == []  # an A100 plan is not deployed on the CPU
+    recorded = json.loads((out / "result.json").read_text())
+    assert recorded["model"] == "deit_tiny_patch16_224" and recorded["weights"] == str(weights)
+    assert (out / "report.html").is_file()

@@ -6,9 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mixprec.cli.progress import Progress
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from mixprec.search import SearchResult
+    from mixprec.search.validate import Measured
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -128,8 +135,9 @@ def _annotate(folder: Path, args: argparse.Namespace) -> None:
     write_atomic(path, json.dumps(summary, indent=1))
 
 
-def _measure(args: argparse.Namespace, model, result, calib, images, labels,
-             say: Progress) -> list[Any]:
+def _measure(args: argparse.Namespace, model: nn.Module, result: SearchResult,
+             calib: torch.Tensor, images: torch.Tensor, labels: torch.Tensor | None,
+             say: Progress) -> list[Measured]:
     """Deploy and measure the chosen plan, the baselines and a few front plans on this CPU
     (only when the plan is for this CPU); write ``measured.json``."""
     from mixprec.cost_models.table import write_atomic
@@ -154,7 +162,7 @@ def _measure(args: argparse.Namespace, model, result, calib, images, labels,
     return found
 
 
-def _print(args: argparse.Namespace, result, measured: list[Any]) -> None:
+def _print(args: argparse.Namespace, result: SearchResult, measured: list[Measured]) -> None:
     from mixprec.search.validate import fp32_ms
 
     summary = result.summary()

@@ -43,7 +43,9 @@ def cached_sensitivity(model: nn.Module, units: UnitList, candidates: Sequence[Q
         except (ValueError, KeyError) as err:
             logger.warning("not reusing the unreadable cached sensitivity table %s: %s",
                            path, err)
-    table = estimate(model, units, candidates, calib, method=method, seed=seed)
+    logger.info("estimating the %s sensitivity of %d units x %d candidates (once; cached)",
+                method, len(units), len(candidates))
+    table = estimate(model, units, candidates, calib, method=method, seed=seed, progress=True)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, table.to_json())
