@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from mixprec.deploy.onnx_runtime import OrtModel, export_onnx
+from mixprec.kernels.ort.exactness import ort_int8_exact
 from mixprec.kernels.ort.modules import (
     OrtAttention,
     OrtInt8Conv,
@@ -100,6 +101,13 @@ def test_dynamic_quantization_matches_the_simulation(dim):
                                                      True).long())
 
 
+def need_exact_path(bits: int, split: bool) -> None:
+    """Skip the unsplit path where ONNX Runtime's GEMM saturates for ``bits``-bit
+    activations (no VNNI; deploy splits there, and the split case runs)."""
+    if not split and bits == 8 and not ort_int8_exact(8):
+        pytest.skip("no VNNI: ONNX Runtime's unsplit 8-bit GEMM saturates here")
+
+
 @pytest.mark.parametrize("split", [False, True])
 def test_int8_products_are_exact(split):
     gen = torch.Generator().manual_seed(1)
@@ -112,6 +120,9 @@ def test_int8_products_are_exact(split):
     zero = torch.tensor(128, dtype=torch.uint8)
     to_float = Apply(Int8MatMulToFloat, (b_s8, torch.tensor(1.0), torch.ones(16)),
                      (None, zero, split))
+    if not split and not ort_int8_exact(8):  # no VNNI: MLAS saturates, as the probe found
+        assert not torch.equal(run_in_ort(to_float, a_u8), exact)
+        return
     assert torch.equal(run_in_ort(to_float, a_u8), exact)
     a3, b3 = a_u8.reshape(2, 12, 64), torch.stack([b_s8, b_s8.flip(1)])
     want = torch.stack([exact[:12], (a[12:].long() @ b.flip(1).long()).float()])
@@ -137,6 +148,7 @@ def test_affine_dynamic_quantization_is_dynamicquantizelinear():
 @pytest.mark.parametrize("split", [False, True])
 @pytest.mark.parametrize("spec", INT8_SPECS, ids=lambda s: s.label)
 def test_linear_agrees_with_fake_quant(spec, split):
+    need_exact_path(spec.act_bits, split)
     torch.manual_seed(0)
     linear = nn.Linear(48, 24)
     x = inputs_with_outliers()
@@ -201,6 +213,7 @@ class TinyAttention(nn.Module):
                                         (W8A7_DYNAMIC, None), (None, W8A8_DYNAMIC_TENSOR)],
                          ids=["static", "dynamic", "qk-only-7bit", "pv-only-tensor"])
 def test_attention_agrees_with_fake_quant(qk, pv, split):
+    need_exact_path(max(s.act_bits if s else 0 for s in (qk, pv)), split)
     from mixprec.quant.calibrate import calibrate
     from mixprec.quant.simulate import FLOAT_SPEC
     from mixprec.quant.units import discover_units
