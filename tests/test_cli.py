@@ -66,5 +66,5 @@ def test_search_names_what_is_missing(capsys):
     assert main(["search", "--worker"]) == 2
     assert "needs --storage and --study" in capsys.readouterr().err
     assert main(["search", "--model", "mnist-vit-small", "--device", "a15", "--budget-ms",
-                 "0.01"]) == 2
+                 "0.01"]) == 3  # no plan meets the limits
     assert "infeasible" in capsys.readouterr().err
