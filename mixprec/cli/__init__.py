@@ -14,38 +14,50 @@ from mixprec.quant import Plan, parse_spec
 DEFAULT_PLANS = ("fp32", "w8a8", "w4a4")
 
 
-def load_model_and_data(args: argparse.Namespace):
+ModelAndData = tuple[torch.nn.Module, torch.Tensor, torch.Tensor | None, torch.Tensor]
+"""(model, test images, their labels or None, calibration images)."""
+
+
+def load_model_and_data(args: argparse.Namespace) -> ModelAndData:
     """The model, test images, labels and calibration images that the arguments name."""
+    return load_inputs(args.model, args.weights, args.data, args.calib, args.calib_size)
+
+
+def load_inputs(model_name: str, weights: str | None, data_path: str | None,
+                calib_path: str | None, calib_size: int) -> ModelAndData:
+    """The model and its images: the embedded digits when ``data_path`` is None, else the
+    images of that folder or tensor file (calibration: the first ``calib_size`` of
+    ``calib_path`` or of ``data_path``)."""
     from mixprec import data, models
 
-    require_data(args)
-    model = models.load(args.model, weights=args.weights)
-    if args.data is None:
+    _require_data(model_name, data_path)
+    model = models.load(model_name, weights=weights)
+    if data_path is None:
         images, labels = data.mnist("test")
-        calib = data.mnist("train")[0][: args.calib_size]
+        calib = data.mnist("train")[0][:calib_size]
         return model, images, labels, calib
-    images, labels = _user_data(args.data, model)
-    calib = images[: args.calib_size]
-    if args.calib is not None:
-        calib = _user_data(args.calib, model)[0][: args.calib_size]
+    images, labels = _user_data(data_path, model)
+    calib = images[:calib_size]
+    if calib_path is not None:
+        calib = _user_data(calib_path, model)[0][:calib_size]
     return model, images, labels, calib
 
 
 def load_calibration(args: argparse.Namespace, model: torch.nn.Module) -> torch.Tensor | None:
     """The first ``--calib-size`` images of ``--data``, or None for an embedded model
     without ``--data`` (it brings its own)."""
-    require_data(args)
+    _require_data(args.model, args.data)
     if args.data is None:
         return None
     return _user_data(args.data, model)[0][: args.calib_size]
 
 
-def require_data(args: argparse.Namespace) -> None:
+def _require_data(model_name: str, data_path: str | None) -> None:
     """Refuse a model other than the embedded ones without ``--data``."""
     from mixprec import models
 
-    if args.data is None and args.model not in models.EMBEDDED_MODELS:
-        raise ValueError(f"--data is required for {args.model}: images (an image folder or "
+    if data_path is None and model_name not in models.EMBEDDED_MODELS:
+        raise ValueError(f"--data is required for {model_name}: images (an image folder or "
                          "a tensor file); only the embedded "
                          f"{' / '.join(models.EMBEDDED_MODELS)} bring their own")
 

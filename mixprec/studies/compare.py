@@ -77,15 +77,12 @@ def study_data(recipe: Recipe, weights: str | None, data: str | None, seed: int 
                ) -> StudyData:
     """The recipe's model and images: ``weights`` / ``data`` when given; else the embedded
     model's own digits, or random weights and seeded synthetic images."""
-    from mixprec.cli import load_model_and_data
+    from mixprec.cli import load_inputs
 
     embedded = recipe.model in models.EMBEDDED_MODELS
     if data is not None or embedded:
-        import argparse
-
-        args = argparse.Namespace(model=recipe.model, weights=weights, data=data, calib=None,
-                                  calib_size=recipe.calib_size)
-        model, images, labels, calib = load_model_and_data(args)
+        model, images, labels, calib = load_inputs(recipe.model, weights, data, None,
+                                                   recipe.calib_size)
         source = "embedded digits" if data is None else data
         return StudyData(model, calib, images[: recipe.eval_size],
                          None if labels is None else labels[: recipe.eval_size],
