@@ -2,7 +2,8 @@
 ``python -m mixprec.data.train_mnist_vit [--model mnist-vit | mnist-vit-small]``.
 
 Trains on the 4,000 training digits with random affine augmentation, AdamW (no weight decay
-on norms and biases), warm-up and cosine decay, label smoothing and, optionally, an
+on norms and biases), warm-up and cosine decay, label smoothing and, optionally, hard
+distillation from a CNN teacher trained on the same digits (``--teacher-epochs``) and an
 exponential moving average of the weights (shipped instead of the last step's); stores the
 weights in float16 (the loader widens them to float32), reports the test accuracy of the
 stored weights and writes the checkpoint into the package (``mixprec/data/mnist_vit.pt``
@@ -20,25 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from mixprec.data.mnist import MNIST_MEAN, MNIST_STD, mnist
+from mixprec.data.augment import augment
+from mixprec.data.mnist import mnist
 from mixprec.data.mnist_vit import CHECKPOINTS, DEFAULT, build_mnist_vit, config_of
-
-BACKGROUND = -MNIST_MEAN / MNIST_STD  # a black pixel after normalization
-
-
-def augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random rotation (+-12 deg), scale (0.9-1.1), shear and shift (+-2.5 px), batched."""
-    n = images.shape[0]
-    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(12)
-    scale = 0.9 + torch.rand(n, generator=gen) * 0.2
-    shear = (torch.rand(n, generator=gen) * 2 - 1) * 0.15
-    shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * (2.5 / 14)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin + shear, shift[:, 0]], 1),
-                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    shifted = F.grid_sample(images - BACKGROUND, grid, align_corners=False)
-    return shifted + BACKGROUND
+from mixprec.data.teacher import hard_distillation_loss, train_teacher
 
 
 def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -61,14 +47,22 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
           weight_decay: float = 0.05, label_smoothing: float = 0.1,
           init: dict[str, torch.Tensor] | None = None,
-          ema_decay: float | None = None) -> torch.nn.Module:
+          ema_decay: float | None = None, teacher_epochs: int = 0) -> torch.nn.Module:
     """Train the embedded model ``name`` (from the weights ``init`` when given: a warm
     restart of the schedule); return it (float32, eval mode), or the exponential moving
-    average of its weights over the steps when ``ema_decay`` is given."""
+    average of its weights over the steps when ``ema_decay`` is given. With
+    ``teacher_epochs`` > 0, a CNN teacher is first trained that long on the same digits and
+    the model learns by hard distillation from it."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x_train, y_train = mnist("train")
     x_test, y_test = mnist("test")
+    teacher = None
+    if teacher_epochs > 0:
+        start = time.time()
+        teacher = train_teacher(x_train, y_train, teacher_epochs, gen)
+        print(f"teacher: {teacher_epochs} epochs, test {evaluate(teacher, x_test, y_test):.4f} "
+              f"({time.time() - start:.0f}s)", flush=True)
     model = build_mnist_vit(name)
     if init is not None:
         model.load_state_dict({k: v.float() for k, v in init.items()})
@@ -90,8 +84,15 @@ def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
         start, loss_sum = time.time(), 0.0
         for i in range(steps_per_epoch):
             idx = order[i * batch_size:(i + 1) * batch_size]
-            logits = model(augment(x_train[idx], gen))
-            loss = F.cross_entropy(logits, y_train[idx], label_smoothing=label_smoothing)
+            images = augment(x_train[idx], gen)
+            logits = model(images)
+            if teacher is None:
+                loss = F.cross_entropy(logits, y_train[idx], label_smoothing=label_smoothing)
+            else:
+                with torch.no_grad():
+                    teacher_labels = teacher(images).argmax(-1)
+                loss = hard_distillation_loss(logits, y_train[idx], teacher_labels,
+                                              label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -125,6 +126,9 @@ def main() -> None:
     parser.add_argument("--ema", type=float, default=None,
                         help="ship the exponential moving average of the weights with this "
                              "per-step decay (e.g. 0.999)")
+    parser.add_argument("--teacher-epochs", type=int, default=0,
+                        help="first train a CNN teacher this many epochs on the same digits and "
+                             "distill from it (DeiT's hard distillation); 0: no teacher")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (mnist-vit was trained on 2, mnist-vit-small on 1; "
                              "each checkpoint's meta records its recipe)")
@@ -134,6 +138,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="checkpoint path (default: the package's file for --model)")
     args = parser.parse_args()
+    if args.teacher_epochs < 0:
+        parser.error(f"--teacher-epochs must be >= 0, got {args.teacher_epochs}")
     config = config_of(args.model)
     torch.set_num_threads(args.threads)
     out = args.out or Path(__file__).with_name(CHECKPOINTS[args.model])
@@ -145,7 +151,7 @@ def main() -> None:
             raise SystemExit(f"{args.init} holds another architecture than {args.model}")
         init, init_meta = start_from["state_dict"], start_from.get("meta")
     model = train(args.model, args.epochs, args.batch_size, args.lr, args.seed,
-                  args.weight_decay, args.label_smoothing, init, args.ema)
+                  args.weight_decay, args.label_smoothing, init, args.ema, args.teacher_epochs)
     minutes = (time.time() - start) / 60
     state = stored_state(model)
     model.load_state_dict({k: v.float() for k, v in state.items()})

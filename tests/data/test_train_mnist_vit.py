@@ -1,7 +1,8 @@
 import torch
 
+from mixprec.data.augment import BACKGROUND, augment
 from mixprec.data.mnist_vit import build_mnist_vit
-from mixprec.data.train_mnist_vit import BACKGROUND, augment, decay_groups
+from mixprec.data.train_mnist_vit import decay_groups
 
 
 def test_norms_and_biases_do_not_decay():
@@ -35,3 +36,32 @@ def test_a_warm_restart_must_start_from_the_same_architecture(tmp_path, monkeypa
     with pytest.raises(SystemExit, match="another architecture"):
         train_mnist_vit.main()
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_hard_distillation_averages_the_true_and_the_teachers_labels():
+    import torch.nn.functional as F
+
+    from mixprec.data.teacher import hard_distillation_loss
+
+    logits = torch.randn(6, 10, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2, 3, 4, 5])
+    teacher = torch.tensor([0, 1, 2, 9, 9, 9])
+    same = hard_distillation_loss(logits, labels, labels, label_smoothing=0.0)
+    torch.testing.assert_close(same, F.cross_entropy(logits, labels))
+    mixed = hard_distillation_loss(logits, labels, teacher, label_smoothing=0.1)
+    torch.testing.assert_close(mixed, 0.5 * (F.cross_entropy(logits, labels, label_smoothing=0.1)
+                                             + F.cross_entropy(logits, teacher)))
+
+
+def test_the_teacher_learns_the_training_digits():
+    from mixprec.data.mnist import mnist
+    from mixprec.data.teacher import train_teacher
+
+    torch.manual_seed(0)
+    images, labels = mnist("train")
+    teacher = train_teacher(images[:1024], labels[:1024], epochs=4,
+                            gen=torch.Generator().manual_seed(0))
+    assert not teacher.training
+    with torch.no_grad():
+        top1 = (teacher(images[:1024]).argmax(-1) == labels[:1024]).float().mean().item()
+    assert top1 > 0.8
