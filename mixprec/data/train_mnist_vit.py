@@ -4,7 +4,9 @@
 Trains on the 4,000 training digits with random affine augmentation, AdamW (no weight decay
 on norms and biases), warm-up and cosine decay, label smoothing and, optionally, hard
 distillation from a CNN teacher trained on the same digits (``--teacher-epochs``) and an
-exponential moving average of the weights (shipped instead of the last step's); stores the
+exponential moving average of the weights (shipped instead of the last step's) and patch
+dropout (``--patch-drop``: each training image keeps a random subset of its patch tokens,
+which makes an epoch several times cheaper; evaluation keeps them all); stores the
 weights in float16 (the loader widens them to float32), reports the test accuracy of the
 stored weights and writes the checkpoint into the package (``mixprec/data/mnist_vit.pt``
 for ``mnist-vit``).
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from timm.layers import PatchDropout
+from timm.models.vision_transformer import VisionTransformer
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mixprec.data.augment import augment
@@ -44,15 +48,24 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
+def use_patch_dropout(model: VisionTransformer, fraction: float) -> None:
+    """Make ``model`` drop ``fraction`` of its patch tokens (random per image, the class token
+    kept) in training mode; in eval mode it keeps them all. 0 leaves it unchanged."""
+    if fraction > 0:
+        model.patch_drop = PatchDropout(fraction, num_prefix_tokens=model.num_prefix_tokens)
+
+
 def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
           weight_decay: float = 0.05, label_smoothing: float = 0.1,
           init: dict[str, torch.Tensor] | None = None,
-          ema_decay: float | None = None, teacher_epochs: int = 0) -> torch.nn.Module:
+          ema_decay: float | None = None, teacher_epochs: int = 0,
+          patch_drop: float = 0.0) -> torch.nn.Module:
     """Train the embedded model ``name`` (from the weights ``init`` when given: a warm
     restart of the schedule); return it (float32, eval mode), or the exponential moving
     average of its weights over the steps when ``ema_decay`` is given. With
     ``teacher_epochs`` > 0, a CNN teacher is first trained that long on the same digits and
-    the model learns by hard distillation from it."""
+    the model learns by hard distillation from it. With ``patch_drop`` > 0, each training
+    image drops that fraction of its patch tokens (the class token stays)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x_train, y_train = mnist("train")
@@ -66,6 +79,7 @@ def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
     model = build_mnist_vit(name)
     if init is not None:
         model.load_state_dict({k: v.float() for k, v in init.items()})
+    use_patch_dropout(model, patch_drop)
     opt = torch.optim.AdamW(decay_groups(model, weight_decay), lr=lr)
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     total, warmup = epochs * steps_per_epoch, 3 * steps_per_epoch
@@ -129,6 +143,9 @@ def main() -> None:
     parser.add_argument("--teacher-epochs", type=int, default=0,
                         help="first train a CNN teacher this many epochs on the same digits and "
                              "distill from it (DeiT's hard distillation); 0: no teacher")
+    parser.add_argument("--patch-drop", type=float, default=0.0,
+                        help="fraction of patch tokens each training image drops (patch "
+                             "dropout: a cheaper epoch); 0: keep all")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (mnist-vit was trained on 2, mnist-vit-small on 1; "
                              "each checkpoint's meta records its recipe)")
@@ -140,6 +157,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.teacher_epochs < 0:
         parser.error(f"--teacher-epochs must be >= 0, got {args.teacher_epochs}")
+    if not 0 <= args.patch_drop < 1:
+        parser.error(f"--patch-drop must be in [0, 1), got {args.patch_drop}")
     config = config_of(args.model)
     torch.set_num_threads(args.threads)
     out = args.out or Path(__file__).with_name(CHECKPOINTS[args.model])
@@ -151,7 +170,8 @@ def main() -> None:
             raise SystemExit(f"{args.init} holds another architecture than {args.model}")
         init, init_meta = start_from["state_dict"], start_from.get("meta")
     model = train(args.model, args.epochs, args.batch_size, args.lr, args.seed,
-                  args.weight_decay, args.label_smoothing, init, args.ema, args.teacher_epochs)
+                  args.weight_decay, args.label_smoothing, init, args.ema, args.teacher_epochs,
+                  args.patch_drop)
     minutes = (time.time() - start) / 60
     state = stored_state(model)
     model.load_state_dict({k: v.float() for k, v in state.items()})

@@ -2,7 +2,7 @@ import torch
 
 from mixprec.data.augment import BACKGROUND, augment
 from mixprec.data.mnist_vit import build_mnist_vit
-from mixprec.data.train_mnist_vit import decay_groups
+from mixprec.data.train_mnist_vit import decay_groups, use_patch_dropout
 
 
 def test_norms_and_biases_do_not_decay():
@@ -65,3 +65,25 @@ def test_the_teacher_learns_the_training_digits():
     with torch.no_grad():
         top1 = (teacher(images[:1024]).argmax(-1) == labels[:1024]).float().mean().item()
     assert top1 > 0.8
+
+
+def test_patch_dropout_thins_the_tokens_in_training_only():
+    model = build_mnist_vit("mnist-vit-small")
+    use_patch_dropout(model, 0.75)
+    seen = []
+    model.blocks[0].register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[1]))
+    images = torch.randn(2, 1, 28, 28)
+    model.train()(images)
+    model.eval()(images)
+    assert seen == [1 + 49, 1 + 196]
+
+
+def test_patch_dropout_must_keep_some_tokens(tmp_path, monkeypatch):
+    import pytest
+
+    from mixprec.data import train_mnist_vit
+
+    monkeypatch.setattr("sys.argv", ["train", "--patch-drop", "1", "--out", str(tmp_path / "o.pt")])
+    with pytest.raises(SystemExit):
+        train_mnist_vit.main()
+    assert not (tmp_path / "o.pt").exists()
