@@ -18,7 +18,9 @@ def load(name: str, weights: str | Path | None = None, pretrained: bool = True) 
 
     Args:
         name: ``mnist-vit`` / ``mnist-vit-small`` (the embedded models) or a timm model name.
-        weights: a state-dict file (``torch.save``/safetensors) for a timm model.
+        weights: a state-dict file (``torch.save``/safetensors, or a checkpoint holding a
+            ``state_dict``) for the model: a timm model's or retrained embedded weights
+            (e.g. written by ``python -m mixprec.data.train_mnist_vit --out``).
         pretrained: for a timm name without ``weights``: use the pretrained weights from the
             local cache (nothing is downloaded); False gives random weights.
 
@@ -27,18 +29,16 @@ def load(name: str, weights: str | Path | None = None, pretrained: bool = True) 
         FileNotFoundError: pretrained weights are not cached and no ``weights`` file given.
     """
     if name in EMBEDDED_MODELS:
-        from mixprec.data import mnist_vit
+        from mixprec.data import build_mnist_vit, mnist_vit
 
-        return mnist_vit(name)
+        return mnist_vit(name) if weights is None else _loaded(build_mnist_vit(name), weights)
     import timm
 
     if not timm.is_model(name):
         raise ValueError(f"unknown model {name!r}: use one of {EMBEDDED_MODELS} or a timm "
                          "model name")
     if weights is not None:
-        model = timm.create_model(name, pretrained=False)
-        model.load_state_dict(_read_state_dict(Path(weights)))
-        return model.eval()
+        return _loaded(timm.create_model(name, pretrained=False), weights)
     if not pretrained:
         return timm.create_model(name, pretrained=False).eval()
     return _cached_pretrained(name)
@@ -76,8 +76,13 @@ def _cached_pretrained(name: str) -> nn.Module:
             f"pretrained weights for {name!r} ({hub_id or 'no hub id'}) are not in the local "
             "cache and nothing is downloaded here: pass weights=FILE, or pretrained=False "
             "for random weights")
-    probe.load_state_dict(_read_state_dict(Path(cached)))
-    return probe.eval()
+    return _loaded(probe, cached)
+
+
+def _loaded(model: nn.Module, weights: str | Path) -> nn.Module:
+    """``model`` with the weights of the file ``weights``, in eval mode."""
+    model.load_state_dict(_read_state_dict(Path(weights)))
+    return model.eval()
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

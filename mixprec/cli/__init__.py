@@ -116,7 +116,8 @@ def _accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="mnist-vit",
                    help="mnist-vit (default), mnist-vit-small or a timm model name")
-    p.add_argument("--weights", default=None, help="state-dict file for a timm model")
+    p.add_argument("--weights", default=None,
+                   help="state-dict file for --model (timm or retrained embedded weights)")
 
 
 def build_parser() -> argparse.ArgumentParser:

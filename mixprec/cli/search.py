@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("search", help=run.__doc__, description=run.__doc__)
     p.add_argument("--model", default="mnist-vit",
                    help="mnist-vit (default), mnist-vit-small or a timm model name")
-    p.add_argument("--weights", default=None, help="state-dict file for a timm model")
+    p.add_argument("--weights", default=None,
+                   help="state-dict file for --model (timm or retrained embedded weights)")
     p.add_argument("--data", default=None,
                    help="images: an ImageNet-style folder or a tensor file (required for "
                         "models other than the embedded ones); the first --calib-size "

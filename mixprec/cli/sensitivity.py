@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("sensitivity", help=run.__doc__, description=run.__doc__)
     p.add_argument("--model", default="mnist-vit", help="mnist-vit or a timm model name")
-    p.add_argument("--weights", default=None, help="state-dict file for a timm model")
+    p.add_argument("--weights", default=None,
+                   help="state-dict file for --model (timm or retrained embedded weights)")
     p.add_argument("--method", default="sqnr_global", choices=available())
     p.add_argument("--candidates", nargs="+", type=parse_spec,
                    default=[parse_spec(c) for c in DEFAULT_CANDIDATES],

@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.set_defaults(func=list_recipes)
     running = verbs.add_parser("run", help=run_recipe.__doc__, description=run_recipe.__doc__)
     running.add_argument("recipe", help="a shipped recipe's name or a .toml file")
-    running.add_argument("--weights", default=None, help="state-dict file for a timm model")
+    running.add_argument("--weights", default=None,
+                         help="state-dict file for --model (timm or retrained embedded weights)")
     running.add_argument("--data", default=None,
                          help="an ImageNet-style folder or a tensor file (top-1 with labels)")
     running.add_argument("--out", type=Path, default=None,

@@ -46,3 +46,15 @@ def test_models_load(tmp_path):
     torch.save(rand.state_dict(), tmp_path / "w.pt")
     loaded = models.load("deit_tiny_patch16_224", weights=tmp_path / "w.pt")
     assert torch.equal(loaded.head.weight, rand.head.weight)
+
+
+def test_an_embedded_model_loads_retrained_weights(tmp_path):
+    shipped = models.load("mnist-vit-small")
+    retrained = {k: v.half() + 1 for k, v in shipped.state_dict().items()}
+    torch.save({"config": {}, "state_dict": retrained, "meta": {}}, tmp_path / "ckpt.pt")
+    loaded = models.load("mnist-vit-small", weights=tmp_path / "ckpt.pt")
+    assert not loaded.training
+    assert torch.equal(loaded.head.weight, retrained["head.weight"].float())
+    torch.save({"head.weight": retrained["head.weight"]}, tmp_path / "partial.pt")
+    with pytest.raises(RuntimeError, match="Missing key"):
+        models.load("mnist-vit-small", weights=tmp_path / "partial.pt")
