@@ -6,7 +6,9 @@ on norms and biases), warm-up and cosine decay, label smoothing and, optionally,
 distillation from a CNN teacher trained on the same digits (``--teacher-epochs``) and an
 exponential moving average of the weights (shipped instead of the last step's) and patch
 dropout (``--patch-drop``: each training image keeps a random subset of its patch tokens,
-which makes an epoch several times cheaper; evaluation keeps them all); stores the
+which makes an epoch several times cheaper; evaluation keeps them all) and
+quantization-aware attention (``--quant-aware-attention 8``: training forwards round the
+attention probabilities to static int8 attention's grid, straight-through); stores the
 weights in float16 (the loader widens them to float32), reports the test accuracy of the
 stored weights and writes the checkpoint into the package (``mixprec/data/mnist_vit.pt``
 for ``mnist-vit``).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -25,6 +28,7 @@ from timm.layers import PatchDropout
 from timm.models.vision_transformer import VisionTransformer
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from mixprec.data.attention_qat import quantized_attention_probabilities
 from mixprec.data.augment import augment
 from mixprec.data.mnist import mnist
 from mixprec.data.mnist_vit import CHECKPOINTS, DEFAULT, build_mnist_vit, config_of
@@ -59,13 +63,15 @@ def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
           weight_decay: float = 0.05, label_smoothing: float = 0.1,
           init: dict[str, torch.Tensor] | None = None,
           ema_decay: float | None = None, teacher_epochs: int = 0,
-          patch_drop: float = 0.0) -> torch.nn.Module:
+          patch_drop: float = 0.0, attention_bits: int = 0) -> torch.nn.Module:
     """Train the embedded model ``name`` (from the weights ``init`` when given: a warm
     restart of the schedule); return it (float32, eval mode), or the exponential moving
     average of its weights over the steps when ``ema_decay`` is given. With
     ``teacher_epochs`` > 0, a CNN teacher is first trained that long on the same digits and
     the model learns by hard distillation from it. With ``patch_drop`` > 0, each training
-    image drops that fraction of its patch tokens (the class token stays)."""
+    image drops that fraction of its patch tokens (the class token stays). With
+    ``attention_bits`` > 0, training forwards round the attention probabilities to that
+    symmetric grid (straight-through gradients); evaluation is exact."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x_train, y_train = mnist("train")
@@ -99,7 +105,9 @@ def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
         for i in range(steps_per_epoch):
             idx = order[i * batch_size:(i + 1) * batch_size]
             images = augment(x_train[idx], gen)
-            logits = model(images)
+            with (quantized_attention_probabilities(attention_bits) if attention_bits
+                  else nullcontext()):
+                logits = model(images)
             if teacher is None:
                 loss = F.cross_entropy(logits, y_train[idx], label_smoothing=label_smoothing)
             else:
@@ -146,6 +154,10 @@ def main() -> None:
     parser.add_argument("--patch-drop", type=float, default=0.0,
                         help="fraction of patch tokens each training image drops (patch "
                              "dropout: a cheaper epoch); 0: keep all")
+    parser.add_argument("--quant-aware-attention", type=int, default=0, metavar="BITS",
+                        help="round the attention probabilities of training forwards to the "
+                             "symmetric BITS-bit grid of static int attention (straight-through "
+                             "gradients), e.g. 8; 0: exact attention")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (mnist-vit was trained on 2, mnist-vit-small on 1; "
                              "each checkpoint's meta records its recipe)")
@@ -159,6 +171,9 @@ def main() -> None:
         parser.error(f"--teacher-epochs must be >= 0, got {args.teacher_epochs}")
     if not 0 <= args.patch_drop < 1:
         parser.error(f"--patch-drop must be in [0, 1), got {args.patch_drop}")
+    if args.quant_aware_attention and not 2 <= args.quant_aware_attention <= 16:
+        parser.error(f"--quant-aware-attention must be 0 or 2..16 bits, "
+                     f"got {args.quant_aware_attention}")
     config = config_of(args.model)
     torch.set_num_threads(args.threads)
     out = args.out or Path(__file__).with_name(CHECKPOINTS[args.model])
@@ -171,7 +186,7 @@ def main() -> None:
         init, init_meta = start_from["state_dict"], start_from.get("meta")
     model = train(args.model, args.epochs, args.batch_size, args.lr, args.seed,
                   args.weight_decay, args.label_smoothing, init, args.ema, args.teacher_epochs,
-                  args.patch_drop)
+                  args.patch_drop, args.quant_aware_attention)
     minutes = (time.time() - start) / 60
     state = stored_state(model)
     model.load_state_dict({k: v.float() for k, v in state.items()})
