@@ -1,8 +1,10 @@
 import pytest
 import torch
 
-from mixprec.data.attention_qat import (quantized_attention_probabilities,
-                                        straight_through_probabilities)
+from mixprec.data.attention_qat import (
+    quantized_attention_probabilities,
+    straight_through_probabilities,
+)
 from mixprec.data.mnist_vit import build_mnist_vit
 
 
