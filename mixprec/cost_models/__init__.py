@@ -17,11 +17,13 @@ from mixprec.cost_models.table import (
     ForeignMachineWarning,
     LatencyTable,
     LatencyTableError,
+    NoisyTableWarning,
     ShapeKey,
     Transition,
     load_table,
 )
 
 __all__ = ["DEVICE_MODELS", "Entry", "ForeignMachineWarning", "LatencyBreakdown",
-           "LatencyTable", "LatencyTableError", "ShapeKey", "Transition", "analytic_table",
-           "latency_breakdown", "load", "load_table", "measure", "predict_latency"]
+           "LatencyTable", "LatencyTableError", "NoisyTableWarning", "ShapeKey", "Transition",
+           "analytic_table", "latency_breakdown", "load", "load_table", "measure",
+           "predict_latency"]

@@ -26,6 +26,7 @@ import copy
 import datetime
 import logging
 import statistics
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from mixprec.cost_models.table import (
     FLOAT32,
     Entry,
     LatencyTable,
+    NoisyTableWarning,
     ShapeKey,
     Transition,
 )
@@ -148,9 +150,25 @@ def measure(model: nn.Module, example_input: ModelInputs, device: str = LOCAL_DE
         table = _Measurement(setup, by_kind, store, base_key, provenance, progress).table()
     finally:
         torch.set_num_threads(saved_threads)
+    files = [store.path]
     if save:
-        logger.info("saved the latency table to %s", save_measured(table))
+        files.append(save_measured(table))
+        logger.info("saved the latency table to %s", files[-1])
+    warn_if_inconsistent(table, files)
     return table
+
+
+def warn_if_inconsistent(table: LatencyTable, files: Sequence[Path]) -> None:
+    """Warn, with :class:`NoisyTableWarning`, when ``table`` contradicts itself."""
+    problems = table.inconsistencies()
+    if problems:
+        warnings.warn(
+            f"the {table.runtime} latency table (batch {table.batch}) measured here is "
+            f"inconsistent: {'; '.join(problems)}. The machine was busy while it was timed; "
+            f"its times and the plans ranked by them are not to be trusted. Measure again on "
+            f"a quiet machine after moving away its timings and table: "
+            f"{', '.join(map(str, files))}.",
+            NoisyTableWarning, stacklevel=3)
 
 
 def _batch_of(example_input: ModelInputs, batch: int | None) -> ModelInputs:

@@ -50,6 +50,16 @@ class ForeignMachineWarning(UserWarning):
     """A table measured on another machine (or with other library versions) is in use."""
 
 
+class NoisyTableWarning(UserWarning):
+    """A measured table whose times contradict each other: the machine was busy while it was
+    timed, and plans ranked by it may not run in that order."""
+
+
+IMPOSSIBLE_ENTRY_FRACTION = 0.05
+"""A measured entry below minus this fraction of the float32 model's time is not noise a
+ranking survives (an entry is a median difference of two whole-model timings)."""
+
+
 @dataclass(frozen=True)
 class ShapeKey:
     """What an entry is keyed by besides its specs: the unit kind and GEMM dims per image.
@@ -292,6 +302,22 @@ class LatencyTable:
         if strict:
             raise ValueError(message)
         warnings.warn(message, ForeignMachineWarning, stacklevel=2)
+
+    def inconsistencies(self) -> list[str]:
+        """What in a measured table no real timing can give: a negative remainder (the float
+        model ran faster than its float units alone) and entries far below zero (below
+        :data:`IMPOSSIBLE_ENTRY_FRACTION` of the float32 model). Empty for analytic tables."""
+        if self.source != "measured":
+            return []
+        found = []
+        if self.remainder_ms < 0:
+            found.append(f"remainder {self.remainder_ms:.3f} ms < 0")
+        model_ms = self.provenance.get("float32_model_ms")
+        if model_ms:
+            floor = -IMPOSSIBLE_ENTRY_FRACTION * float(model_ms)
+            found += [f"{e.shape.label} {e.spec.label}: {e.ms:.3f} ms"
+                      for e in self.entries if e.ms < floor]
+        return found
 
     # ---- serialisation -------------------------------------------------------------------
 

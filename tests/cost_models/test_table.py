@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 
 import pytest
 
@@ -11,10 +12,12 @@ from mixprec.cost_models import (
     ForeignMachineWarning,
     LatencyTable,
     LatencyTableError,
+    NoisyTableWarning,
     latency_breakdown,
     load_table,
     predict_latency,
 )
+from mixprec.cost_models.measurement import warn_if_inconsistent
 from mixprec.cost_models.table import FLOAT32, Entry, ShapeKey, Transition
 from mixprec.kernels.cpu.capabilities import cpu_fingerprint
 from mixprec.kernels.registry import W8A8_DYNAMIC, W8A8_STATIC
@@ -117,3 +120,26 @@ def test_foreign_fingerprint_warns_or_refuses_when_strict():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         small_table().check_machine(strict=True)  # this machine: silent
+
+
+def test_a_consistent_measured_table_has_no_inconsistencies():
+    assert small_table().inconsistencies() == []
+
+
+def test_negative_remainder_and_impossible_entries_are_inconsistencies(tmp_path):
+    table = small_table()
+    noisy = replace(table, remainder_ms=-2.0,
+                    entries=(*table.entries[:1], replace(table.entries[1], ms=-0.9),
+                             replace(table.entries[2], ms=-0.1), *table.entries[3:]),
+                    provenance={**table.provenance, "float32_model_ms": 10.0})
+    problems = noisy.inconsistencies()
+    assert problems[0] == "remainder -2.000 ms < 0"
+    assert len(problems) == 2 and "W8A8-static: -0.900 ms" in problems[1]  # -0.1: noise
+    with pytest.warns(NoisyTableWarning, match="remainder -2.000 ms") as caught:
+        warn_if_inconsistent(noisy, [tmp_path / "timings.json"])
+    assert "timings.json" in str(caught[0].message)
+    analytic = replace(noisy, provenance={"source": "analytic"})
+    assert analytic.inconsistencies() == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_inconsistent(table, [])
