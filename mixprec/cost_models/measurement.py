@@ -164,10 +164,10 @@ def warn_if_inconsistent(table: LatencyTable, files: Sequence[Path]) -> None:
     if problems:
         warnings.warn(
             f"the {table.runtime} latency table (batch {table.batch}) measured here is "
-            f"inconsistent: {'; '.join(problems)}. The machine was busy while it was timed; "
-            f"its times and the plans ranked by them are not to be trusted. Measure again on "
-            f"a quiet machine after moving away its timings and table: "
-            f"{', '.join(map(str, files))}.",
+            f"inconsistent: {'; '.join(problems)}. Either the machine was busy while it was "
+            f"timed or a unit runs at another speed alone than in the model; its predictions "
+            f"and the plans ranked by them are not to be trusted. To measure again on a quiet "
+            f"machine, move away its timings and table: {', '.join(map(str, files))}.",
             NoisyTableWarning, stacklevel=3)
 
 

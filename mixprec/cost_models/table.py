@@ -51,8 +51,9 @@ class ForeignMachineWarning(UserWarning):
 
 
 class NoisyTableWarning(UserWarning):
-    """A measured table whose times contradict each other: the machine was busy while it was
-    timed, and plans ranked by it may not run in that order."""
+    """A measured table whose times contradict each other (a busy machine while timing, or a
+    unit that runs at another speed alone than in the model): plans ranked by it may not run
+    in that order."""
 
 
 IMPOSSIBLE_ENTRY_FRACTION = 0.05
