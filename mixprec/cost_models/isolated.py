@@ -92,7 +92,7 @@ def isolated_ms(module: nn.Module, inputs: tuple[torch.Tensor, ...], runtime: st
 
     # contiguous once, here: a strided capture (attention's Q, K, V are views of the qkv
     # output) would be copied by torch on every call, and the OpenMP threads of that copy
-    # keep spinning against the session's (mnist-vit b8 attention: 7.9 ms instead of 1.6)
+    # keep spinning against the session's (mnist-vit b8 attention: 7.9 ms instead of 2.3)
     inputs = tuple(t.contiguous() for t in inputs)
     unit, copy = session(module, inputs), session(_Copy(), inputs[:1])
     time.sleep(SETTLE_S)  # let the threads of sessions that ran before go idle
