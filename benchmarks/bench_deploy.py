@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
@@ -96,11 +94,11 @@ def torch_configs(model, x, calib, extra: dict[str, str]) -> dict[str, Callable]
     import torch
 
     from mixprec import deploy
+    from mixprec.deploy.peers import build_peer
     from mixprec.quant import Plan
 
     bf16 = copy.deepcopy(model).to(torch.bfloat16)
-    dynamic = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear},
-                                                     dtype=torch.qint8)
+    dynamic = build_peer(model, "torch", calib, torch.get_num_threads())
     configs = {"torch fp32": lambda v: model(v),
                "torch bf16": lambda v: bf16(v.to(torch.bfloat16)).float(),
                "torch.ao dynamic int8": lambda v: dynamic(v)}
@@ -116,21 +114,16 @@ def torch_configs(model, x, calib, extra: dict[str, str]) -> dict[str, Callable]
     return configs
 
 
-def ort_configs(model, x, calib, threads: int, folder: Path, extra: dict[str, str]
+def ort_configs(model, x, calib, threads: int, extra: dict[str, str]
                 ) -> dict[str, Callable]:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     from mixprec import deploy
     from mixprec.deploy.onnx_runtime import OrtModel, export_onnx
+    from mixprec.deploy.peers import ort_quantize_dynamic
     from mixprec.quant import Plan
 
     fp32_bytes, names = export_onnx(model, calib)
-    (folder / "fp32.onnx").write_bytes(fp32_bytes)
-    quantize_dynamic(str(folder / "fp32.onnx"), str(folder / "dynamic.onnx"),
-                     weight_type=QuantType.QInt8)
     configs = {"ORT fp32": OrtModel(fp32_bytes, names, threads),
-               "ORT quantize_dynamic int8": OrtModel((folder / "dynamic.onnx").read_bytes(),
-                                                     names, threads)}
+               "ORT quantize_dynamic int8": ort_quantize_dynamic(model, calib, threads)}
     plans = mixprec_plans(model, calib)
     w4 = weight_only_plan(next(iter(plans.values()))[1], "onnxruntime")
     if w4 is not None:
@@ -156,11 +149,11 @@ def worker(conn, runtime: str, model_name: str, batch: int, threads: int,
     logging.getLogger("mixprec").setLevel(logging.ERROR)  # uniform GEMM plans leave attention
     torch.set_num_threads(threads)
     model, x, calib, images, labels = load_case(model_name, batch)
-    with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
+    with torch.inference_mode():
         if runtime == "torch":
             configs = torch_configs(model, x, calib, extra)
         else:
-            configs = ort_configs(model, x, calib, threads, Path(tmp), extra)
+            configs = ort_configs(model, x, calib, threads, extra)
         conn.send(list(configs))
         while True:
             message = conn.recv()

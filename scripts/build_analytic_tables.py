@@ -1,6 +1,6 @@
-"""Write the shipped analytic latency tables (``mixprec/cost_models/tables``): the A100 and
-A15-class roofline models for the embedded model and the timm models users bring most, at
-batch 1 and 8. ``python scripts/build_analytic_tables.py``; no weights are needed."""
+"""Write the shipped analytic latency tables (``mixprec/cost_models/tables``): the A100,
+A15-class and Xeon-class roofline models for the embedded model and the timm models users
+bring most, at batch 1 and 8. ``python scripts/build_analytic_tables.py``; no weights are needed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from mixprec.cost_models.store import shipped_dir, table_filename
 MODELS = {"mnist-vit": (1, 28, 28), "deit_small_patch16_224": (3, 224, 224),
           "deit_base_patch16_224": (3, 224, 224), "vit_base_patch16_224": (3, 224, 224),
           "swin_tiny_patch4_window7_224": (3, 224, 224)}
-DEVICES = ("a100", "a15")
+DEVICES = ("a100", "a15", "xeon")
 BATCHES = (1, 8)
 
 

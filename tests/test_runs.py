@@ -59,13 +59,18 @@ def test_search_writes_the_run_folder_and_measures_the_deployed_plans(cpu_run):
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
         "front-cpu.png", "predicted-vs-measured.png", "unit-map.png"]
     deployed = {m["name"]: m for m in summary["measured"]["deployed"]}
-    assert any(n.startswith("chosen") for n in deployed)
-    assert {"int8 static", "int8 dynamic"} <= set(deployed)
-    fp32 = next(m for n, m in deployed.items() if n.endswith("fp32"))
-    assert fp32["sqnr_db"] is None  # float32 deployed is the model itself in torch
+    verified = summary["measured"]["verified"]
+    assert verified["chosen"] in deployed and verified["predicted"] in deployed
+    assert {"fp32", "int8 static", "int8 dynamic", "torch.ao dynamic int8"} <= set(deployed)
+    assert deployed["fp32"]["sqnr_db"] is None  # float32 deployed is the model itself in torch
     for m in deployed.values():
         assert m["latency_ms"] > 0 and 0.8 < m["top1"] <= 1.0
         assert m["sqnr_db"] is None or m["sqnr_db"] > 30  # deployed == simulated numbers
+    chosen = deployed[verified["chosen"]]
+    assert not [m for m in deployed.values() if m["role"] != "peer"
+                and m["latency_ms"] < chosen["latency_ms"] and m["top1"] >= chosen["top1"]]
+    assert set(verified["relations"]) == {n for n, m in deployed.items()
+                                          if m["role"] in ("baseline", "peer")} - {chosen["name"]}
     front = (out / "front.csv").read_text().splitlines()
     assert front[0].startswith("latency_ms,error,patch_embed.proj")
     assert len(front) - 1 == summary["front_points"]["cpu"]
@@ -217,7 +222,7 @@ def test_search_takes_a_timm_model_with_weights_and_an_image_folder(tmp_path, ca
     summary = json.loads(capsys.readouterr().out)
     fp32 = json.loads((out / "baselines.json").read_text())["a100"]["fp32"]["latency_ms"]
     assert summary["latency_ms"] <= 0.9 * fp32 and summary["budget_ms"] == 0.9 * fp32
-    assert summary["measured"]["deployed"] == []  # an A100 plan is not deployed on the CPU
+    assert not summary["measured"].get("deployed")  # an A100 plan is not deployed on the CPU
     recorded = json.loads((out / "result.json").read_text())
     assert recorded["model"] == "deit_tiny_patch16_224" and recorded["weights"] == str(weights)
     assert (out / "report.html").is_file()

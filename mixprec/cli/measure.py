@@ -16,13 +16,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", default=None,
                    help="state-dict file for a timm model (default: random weights; the "
                         "time does not depend on them)")
-    p.add_argument("--device", default="cpu", help="cpu (this machine), or a100 with CUDA")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (this machine), xeon (on a Xeon with AVX-512 VNNI: that target "
+                        "class's kernels, timed here), or a100 with CUDA")
     p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"))
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--candidates", nargs="+", default=None,
                    help="spec names to measure (default: what deploys exactly here)")
-    p.add_argument("--repeats", type=int, default=20, help="timed calls per measurement")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timed calls per turn of a plan (their median is the turn's time)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="interleaved rounds per block (default: adaptive, 12 to 24)")
+    p.add_argument("--mixes", type=int, default=None,
+                   help="random mixed plans the table is fitted to (default: half its terms, "
+                        "at least 20)")
     p.add_argument("--cache", type=Path, default=None,
                    help="measurement cache file (default: one per machine under "
                         "$MIXPREC_CACHE_DIR or ~/.cache/mixprec)")
@@ -45,6 +53,7 @@ def example_images(name: str, model: torch.nn.Module, batch: int) -> torch.Tenso
 def run(args: argparse.Namespace) -> int:
     """Measure a model's latency table on this machine with a runtime's real kernels."""
     from mixprec import cost_models, models
+    from mixprec.cost_models.timing import TimingPolicy
     from mixprec.quant import parse_spec
 
     pretrained = args.weights is None and args.model in models.EMBEDDED_MODELS
@@ -53,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
     table = cost_models.measure(
         model, example_images(args.model, model, args.batch), device=args.device,
         runtime=args.runtime, threads=args.threads, batch=args.batch, candidates=candidates,
-        cache=args.cache, model_name=args.model, repeats=args.repeats,
-        progress=not args.quiet)
+        cache=args.cache, model_name=args.model, mixes=args.mixes, progress=not args.quiet,
+        policy=TimingPolicy(repeats=args.repeats) if args.rounds is None else
+        TimingPolicy(repeats=args.repeats, min_rounds=args.rounds, max_rounds=args.rounds))
     if args.out is not None:
         table.save(args.out)
         print(f"wrote {args.out} and {args.out.with_suffix('.csv')}")
@@ -63,4 +73,5 @@ def run(args: argparse.Namespace) -> int:
           f"{len(table.entries)} entries, {len(table.transitions)} transitions, remainder "
           f"{table.remainder_ms:.3f} ms")
     print(f"cpu: {table.provenance['cpu']}")
+    print(f"trust: {table.trust_summary()}")
     return 0

@@ -1,5 +1,5 @@
-"""The ``mixprec search`` subcommand, end to end: load, estimate, search, write the run
-folder, deploy the chosen plan and the baselines on this CPU, measure them, and report."""
+"""The ``mixprec search`` subcommand, end to end: load, estimate, search, confirm the choice by
+measuring it beside the baselines on this CPU, write the run folder, and report."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ from typing import TYPE_CHECKING
 from mixprec.cli.progress import Progress
 
 if TYPE_CHECKING:
-    import torch
-    from torch import nn
 
+    from mixprec.cost_models.timing import TimingPolicy
     from mixprec.search import SearchResult
-    from mixprec.search.validate import Measured
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,22 +59,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="write the run folder here (plan, fronts, tables, measurements, report)")
     p.add_argument("--no-deploy", action="store_true",
-                   help="do not deploy and measure the plans on this CPU")
-    p.add_argument("--front-points", type=int, default=2,
-                   help="front plans deployed and measured beside the chosen one")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+                   help="return the solver's plan without deploying and measuring it here "
+                        "(on cpu the choice is otherwise confirmed by measurement)")
+    p.add_argument("--front-points", type=int, default=3,
+                   help="front plans measured on each side of the solver's choice")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="interleaved timing rounds (default: adaptive, until each plan's "
+                        "latency is known within 2%%, 12 to 24 rounds)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Search the plan of a model for a device (the most accurate within the budget), deploy
-    it on this CPU beside the uniform baselines and measure them."""
+    """Search the plan of a model for a device (the most accurate within the budget); on this
+    CPU, confirm it by measurement: deploy it beside the front plans around it, the uniform
+    baselines and the runtime's one-line peer, time them together and return the best
+    measured plan."""
     if args.worker:
         return _work(args)
     from mixprec import search
     from mixprec.cli import load_model_and_data
+    from mixprec.search.accuracy import top1_on
 
     say = Progress(args.quiet)
     say(f"loading {args.model} and its data")
@@ -85,25 +89,36 @@ def run(args: argparse.Namespace) -> int:
     labels = None if labels is None else labels[: args.eval_size]
     say("searching: sensitivity, latency tables, Pareto front")
     budget_ms, fraction = args.budget_ms if args.budget_ms is not None else (None, None)
+    verify = not args.no_deploy and args.device == "cpu"
     result = search.run(
         model, budget_ms, args.device, calib, runtime=args.runtime, budget_fraction=fraction,
         sensitivity=args.sensitivity, max_drop=args.max_drop, size_mb=args.size_mb,
         bops=args.bops, devices=args.devices, refine_trials=args.refine_trials,
         storage=_storage(args), study_name=args.study, seed=args.seed, batch=args.batch,
-        threads=args.threads, solver=args.solver)
+        threads=args.threads, solver=args.solver, verify=verify,
+        eval_fn=None if labels is None else top1_on(images, labels),
+        timing=_timing(args.rounds), side=args.front_points, progress=say)
     say(f"front of {len(result.front)} plans; chosen plan {result.latency_ms:.3f} ms predicted")
     if args.out is not None:
         result.save(args.out)
         _annotate(args.out, args)
-    measured = [] if args.no_deploy else _measure(args, model, result, calib, images, labels,
-                                                  say)
-    if args.out is not None:
         from mixprec.report import write_report
 
         say("writing the report")
         write_report(args.out)
-    _print(args, result, measured)
+    if args.device != "cpu" and not args.no_deploy:
+        say(f"not deploying: the plan is for {args.device}, not this CPU")
+    _print(args, result)
     return 0
+
+
+def _timing(rounds: int | None) -> TimingPolicy | None:
+    """``--rounds N``: exactly N rounds; default: the adaptive policy."""
+    from mixprec.cost_models.timing import TimingPolicy
+
+    if rounds is None:
+        return None
+    return TimingPolicy(min_rounds=rounds, max_rounds=rounds)
 
 
 def budget(text: str) -> tuple[float | None, float | None]:
@@ -136,38 +151,8 @@ def _annotate(folder: Path, args: argparse.Namespace) -> None:
     write_atomic(path, json.dumps(summary, indent=1))
 
 
-def _measure(args: argparse.Namespace, model: nn.Module, result: SearchResult,
-             calib: torch.Tensor, images: torch.Tensor, labels: torch.Tensor | None,
-             say: Progress) -> list[Measured]:
-    """Deploy and measure the chosen plan, the baselines and a few front plans on this CPU
-    (only when the plan is for this CPU); write ``measured.json``."""
-    from mixprec.cost_models.table import write_atomic
-    from mixprec.kernels.registry import LOCAL_DEVICE
-    from mixprec.quant import discover_units
-    from mixprec.search import FrontPoint
-    from mixprec.search.validate import measure_plans, plans_to_measure
-
-    if result.device != LOCAL_DEVICE:
-        say(f"not deploying: the plan is for {result.device}, not this CPU")
-        return []
-    chosen = FrontPoint(result.latency_ms, result.error, result.plan)
-    plans = plans_to_measure(chosen, result.baselines[result.device], result.front,
-                             args.front_points)
-    units = discover_units(model, calib[:1])
-    found = measure_plans(model, plans, units, calib, images, labels, result.runtime,
-                          batch=args.batch, threads=args.threads, rounds=args.rounds,
-                          progress=say)
-    if args.out is not None:
-        write_atomic(args.out / "measured.json",
-                     json.dumps([m.to_dict() for m in found], indent=1))
-    return found
-
-
-def _print(args: argparse.Namespace, result: SearchResult, measured: list[Measured]) -> None:
-    from mixprec.search.validate import fp32_ms
-
+def _print(args: argparse.Namespace, result: SearchResult) -> None:
     summary = result.summary()
-    summary["measured"] = {**summary["measured"], "deployed": [m.to_dict() for m in measured]}
     if args.out is not None:
         summary["out"] = str(args.out)
     if args.json:
@@ -176,24 +161,47 @@ def _print(args: argparse.Namespace, result: SearchResult, measured: list[Measur
     print(f"{args.model} on {result.device} ({result.runtime}, batch {args.batch}): plan "
           f"{result.latency_ms:.3f} ms predicted, predicted error {result.error:.4g}; "
           f"front of {len(result.front)} points")
+    for device, table in result.tables.items():
+        print(f"latency table ({device}, {table.runtime}): {table.trust_summary()}")
     if result.study_name:
         print(f"study {result.study_name} in {result.storage}: measured "
               f"{result.measured['refined']['error_measure']} "
               f"{result.measured['refined']['measured_error']:.4f}")
-    if measured:
-        fp32 = fp32_ms([m.to_dict() for m in measured])
-        print(f"\ndeployed on this CPU ({result.runtime}), median of {args.rounds} "
-              "interleaved rounds:")
-        print(f"{'plan':<18}{'predicted ms':>13}{'measured ms':>13}{'vs fp32':>9}"
-              f"{'top-1':>8}{'SQNR vs simulation':>20}")
-        for m in measured:
-            speed = f"{fp32 / m.latency_ms:.2f}x" if fp32 else ""
-            top1 = "" if m.top1 is None else f"{m.top1:.4f}"
-            sqnr = "identical" if m.sqnr_db == float("inf") else f"{m.sqnr_db:.1f} dB"
-            print(f"{m.name:<18}{m.predicted_ms:>13.3f}{m.latency_ms:>13.3f}{speed:>9}"
-                  f"{top1:>8}{sqnr:>20}")
+    verified = result.measured.get("verified")
+    if verified:
+        _print_verified(result, verified)
     if args.out is not None:
         print(f"\nwrote {args.out} (report: {args.out / 'report.html'})")
+
+
+def _print_verified(result: SearchResult, verified: dict) -> None:
+    """The measured choice: every row, the rule, what the chosen plan beat."""
+    from mixprec.search.validate import fp32_ms
+
+    rows = verified["rows"]
+    fp32 = fp32_ms(rows)
+    predicted_fp32 = next(r["predicted_ms"] for r in rows if r["name"] == "fp32")
+    scale = fp32 / predicted_fp32 if fp32 and predicted_fp32 else 1.0
+    print(f"\ndeployed on this CPU ({result.runtime}) and timed together against float32 "
+          f"(predictions at this run's speed: float32 measured {fp32:.3f} ms, x{scale:.2f} "
+          "the table's):")
+    print(f"{'plan':<26}{'predicted ms':>13}{'measured ms':>13}{'vs fp32':>9}{'top-1':>8}"
+          f"{'SQNR vs simulation':>20}")
+    for r in rows:
+        mark = " <- chosen" if r["name"] == verified["chosen"] else ""
+        predicted = "" if r["predicted_ms"] is None else f"{scale * r['predicted_ms']:.3f}"
+        top1 = "" if r["top1"] is None else f"{r['top1']:.4f}"
+        sqnr = ("peer" if r["role"] == "peer" else
+                "identical" if r["sqnr_db"] is None else f"{r['sqnr_db']:.1f} dB")
+        print(f"{r['name'][:25]:<26}{predicted:>13}{r['latency_ms']:>13.3f}"
+              f"{fp32 / r['latency_ms']:>8.2f}x{top1:>8}{sqnr:>20}{mark}")
+    print(f"chosen: {verified['chosen']} ({verified['rule']})"
+          + ("" if not verified["replaced"] else
+             f"; the solver's choice was {verified['predicted']}"))
+    for name, relation in verified["relations"].items():
+        print(f"  vs {name}: {relation}")
+    if verified["learned"]:
+        print(f"{verified['learned']} timings joined the latency table's fit")
 
 
 def _work(args: argparse.Namespace) -> int:

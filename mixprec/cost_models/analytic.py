@@ -1,6 +1,8 @@
 """Analytic (roofline) latency tables for target classes that cannot be measured here:
-``a100`` (an NVIDIA A100 GPU running this project's Triton kernels) and ``a15`` (an
-A15-class ARM CPU running int8 dot-product kernels on its two performance cores).
+``a100`` (an NVIDIA A100 GPU running this project's Triton kernels), ``a15`` (an A15-class
+ARM CPU running int8 dot-product kernels on its two performance cores) and ``xeon`` (two
+cores of a Sapphire Rapids Xeon: AVX-512 float32, AMX bf16 and int8). A Xeon at hand measures
+its own ``xeon`` table (``measure(device="xeon")``), which is then preferred.
 
 Every op takes ``max(compute, memory) + launch``:
 
@@ -116,7 +118,37 @@ A15 = DeviceModel(
     },
 )
 
-DEVICE_MODELS = {"a100": A100, "a15": A15}
+XEON = DeviceModel(
+    name="xeon",
+    description="Intel Xeon Platinum 8480+ class (4th Gen Xeon Scalable, Sapphire Rapids): 2 "
+                "cores at 3.0 GHz all-core turbo; AVX-512 with 2 FMA units (FP32 64 "
+                "flop/cycle), AMX-BF16 1,024 and AMX-INT8 2,048 ops/cycle per core",
+    peak_ops={"float32": 2 * 3.0e9 * 64, "float16": 2 * 3.0e9 * 1024,
+              "int8": 2 * 3.0e9 * 2048},
+    bandwidth=2 * 20e9,
+    float_dtype="float32",
+    base_efficiency=0.5,
+    tile=(16, 64),
+    parallel_units=2,
+    launch_s=5e-6,
+    int4_efficiency=0.3,
+    fused_softmax=False,
+    citations={
+        "56 cores, 3.0 GHz all-core turbo, AVX-512 with two FMA units per core":
+            "Intel Xeon Platinum 8480+ specifications (Intel ARK, 2023) and the Intel 64 and "
+            "IA-32 Architectures Optimization Reference Manual (2023), Sapphire Rapids",
+        "AMX: 2,048 INT8 / 1,024 BF16 operations per cycle per core":
+            "Intel, 'Accelerate Artificial Intelligence (AI) Workloads with Intel Advanced "
+            "Matrix Extensions (Intel AMX)' (solution brief, 2023)",
+        "bf16 math at the AMX-BF16 peak (the table's 'float16' figure is bf16 here)":
+            "modelling choice: the class has no fp16 GEMMs in this project's kernels",
+        "2 of the cores (the thread count of the measured tables), about 20 GB/s of DRAM "
+        "bandwidth per core, base efficiency 0.5, 16x64 tiles, 5 us per op, int4 at 0.3 of "
+        "bf16 peak": "modelling assumptions, not spec figures",
+    },
+)
+
+DEVICE_MODELS = {"a100": A100, "a15": A15, "xeon": XEON}
 _BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 
 
@@ -127,7 +159,7 @@ def analytic_table(units: UnitList, device: str, batch: int = 1,
 
     Args:
         units: the model's units (``discover_units``; weights are not needed).
-        device: ``a100`` or ``a15``.
+        device: ``a100``, ``a15`` or ``xeon``.
         batch: images per call.
         candidates: specs to cover (each where its unit kind has a kernel on the device);
             default :func:`mixprec.kernels.candidates` per unit kind.
@@ -269,4 +301,4 @@ def _remainder_s(units: UnitList, batch: int, dev: DeviceModel) -> float:
     return total
 
 
-__all__ = ["A100", "A15", "DEVICE_MODELS", "DeviceModel", "analytic_table"]
+__all__ = ["A100", "A15", "DEVICE_MODELS", "XEON", "DeviceModel", "analytic_table"]

@@ -58,6 +58,10 @@ class MeasurementCache:
         write_atomic(self.path, json.dumps({"schema": CACHE_SCHEMA, "entries": self._entries},
                                            sort_keys=True, indent=0) + "\n")
 
+    def items(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every (key, measurement) stored."""
+        return list(self._entries.items())
+
     def __len__(self) -> int:
         return len(self._entries)
 

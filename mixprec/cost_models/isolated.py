@@ -9,13 +9,12 @@ session from which the time of a session that only copies its first input is sub
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from mixprec.cost_models.timing import SETTLE_S, Timing, time_call
+from mixprec.cost_models.timing import Timing, time_call
 from mixprec.quant.inputs import ModelInputs, call_model
 from mixprec.quant.sdpa import SdpaCall, intercept_sdpa
 from mixprec.quant.tracing import ModuleStack, fused_attention
@@ -95,8 +94,6 @@ def isolated_ms(module: nn.Module, inputs: tuple[torch.Tensor, ...], runtime: st
     # keep spinning against the session's (mnist-vit b8 attention: 7.9 ms instead of 2.3)
     inputs = tuple(t.contiguous() for t in inputs)
     unit, copy = session(module, inputs), session(_Copy(), inputs[:1])
-    time.sleep(SETTLE_S)  # let the threads of sessions that ran before go idle
     full = time_call(lambda: unit(*inputs), repeats, warmup)
-    time.sleep(SETTLE_S)
     overhead = time_call(lambda: copy(inputs[0]), repeats, warmup)
     return Timing(max(0.0, full.median_ms - overhead.median_ms), full.spread_ms, full.repeats)

@@ -1,23 +1,24 @@
-"""``measure``: a LatencyTable of a model measured with the real kernels of a runtime on the
-machine at hand.
+"""``measure``: a LatencyTable of a model fitted to whole-plan timings taken with the real
+kernels of a runtime on the machine at hand, and checked on plans held out of the fit.
 
-Units with the same kind and GEMM dims form a *shape class* (the 12 ``qkv`` linears of a
-DeiT-S are one class). Every entry is measured in the deployed model, where its kernels meet
-the caches, threads and neighbours they meet in use:
+1. Each shape class's float32 unit is timed alone (its *anchor*: how the float32 model's time
+   splits into units and remainder; predictions do not depend on it).
+2. A designed set of plans (:mod:`~mixprec.cost_models.design`: uniform, one class at a
+   time, random mixes) and 20 held-out mixes are deployed in the runtime and timed against
+   the float32 model in blocks of interleaved rounds
+   (:func:`~mixprec.cost_models.timing.time_against`): each plan's time is its ratio to the
+   float32 model, which a slow spell of the machine does not move.
+3. The table's terms (an entry per shape class and spec, attention pairs, fc1 -> fc2
+   transitions) are fitted to the designed plans by bounded, robust least squares
+   (:mod:`~mixprec.cost_models.fit`).
+4. The held-out plans give the table's own fidelity (median |error|, Kendall tau, share
+   within ±10%), stored in its provenance. Below target, the measurement extends itself
+   (more mixes, more rounds) within a time cap; a table still below it says so.
 
-* the float32 model is timed (``T0``) and each class's float32 unit alone (the anchor);
-* for each class and candidate spec, the model with every unit of that class in that spec
-  (the rest float32) is timed against the float32 model, interleaved; the difference per
-  unit, added to the anchor, is the entry;
-* attention modules are measured per (QKᵀ spec, PV spec) pair the same way;
-* transitions: where the runtime fuses a producer -> consumer pair (a static int8
-  fc1 -> GELU -> fc2 chain that stays integer on oneDNN), the model with both classes in
-  those specs is timed and what the two entries do not explain, per chain, is the transition;
-* the remainder is ``T0`` minus the float32 units.
-
-Every timing goes to a persistent cache as soon as it is taken (keyed by the CPU fingerprint,
-library versions, model, runtime, threads, batch and what was timed): a re-run reuses it, an
-interrupted run resumes where it stopped.
+Every timing goes to a persistent cache as soon as its block is timed (keyed by the CPU
+fingerprint, library versions, model, runtime, threads, batch and the plan): a re-run reuses
+it, an interrupted run resumes where it stopped, and timings a search adds (the plans it
+deploys to confirm its choice) join the next fit.
 """
 
 from __future__ import annotations
@@ -26,18 +27,23 @@ import copy
 import datetime
 import logging
 import statistics
+import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from timm.layers import Mlp
 from torch import nn
 
 from mixprec.cost_models.cache import MeasurementCache, default_cache_path
+from mixprec.cost_models.design import design, random_mixes
+from mixprec.cost_models.fidelity import TARGET, Fidelity, fidelity
+from mixprec.cost_models.fit import TimedPlan, fit_terms
 from mixprec.cost_models.isolated import capture_unit_inputs, isolated_ms
+from mixprec.cost_models.plan_timings import PlanTiming, PlanTimingStore
+from mixprec.cost_models.predict import predict_latency
 from mixprec.cost_models.store import save_measured
 from mixprec.cost_models.table import (
     ATTENTION,
@@ -48,7 +54,8 @@ from mixprec.cost_models.table import (
     ShapeKey,
     Transition,
 )
-from mixprec.cost_models.timing import time_call, time_pair
+from mixprec.cost_models.terms import CostTerms, Term
+from mixprec.cost_models.timing import RatioTiming, TimingPolicy, time_against
 from mixprec.kernels.registry import LOCAL_DEVICE, check_device, kernel_for
 from mixprec.kernels.registry import candidates as default_candidates
 from mixprec.quant.calibrate import CalibrationStats, calibrate
@@ -65,51 +72,42 @@ from mixprec.quant.units import UnitList, discover_units
 
 logger = logging.getLogger(__name__)
 
-ANCHOR_METHOD = 2
+ANCHOR_METHOD = 3
 """Version of the anchor timing, part of its cache key (see :func:`_anchor_json`)."""
+METHOD = ("fitted to whole-plan timings (uniform, one class at a time, random mixes; ratios "
+          "to float32 in interleaved rounds) by robust bounded least squares; float32 anchors "
+          "timed alone; checked on held-out random mixes")
+BLOCK = 8
+"""Plans deployed and timed together (with the float32 model as their reference)."""
+MAX_EXTENSIONS = 2
+"""Times a table below its fidelity target extends its measurement at most."""
+HELD_OUT_PASSES = 2
+"""Times every held-out plan is timed (in other blocks each time): one block's rounds move
+together by a few percent on a busy machine, which ranks twenty plans poorly."""
+EXTENSION_SHARE = 0.5
+"""An extension may take at most this share of the first pass's time (at least 30 s)."""
 
-METHOD = "in-model differential per shape class, float32 anchors timed alone"
 
-
-@dataclass
-class _Setup:
-    """What every timing of one ``measure`` call shares."""
-
-    model: nn.Module
-    units: UnitList
-    inputs: ModelInputs
-    device: str
-    runtime: str
-    threads: int
-    stats: CalibrationStats
-    repeats: int
-    warmup: int
-
-    def deploy(self, plan: Plan) -> Any:
-        from mixprec.deploy import deploy
-
-        return deploy(self.model, plan, self.device, self.inputs, runtime=self.runtime,
-                      units=self.units, stats=self.stats, threads=self.threads)
-
-    def run(self, deployed: Any) -> Callable[[], object]:
-        def call() -> object:
-            with torch.inference_mode():
-                return call_model(deployed, self.inputs)
-        return call
+def default_mixes(terms: CostTerms) -> int:
+    """Random mixes in a measurement's design: half the entry terms, at least 20."""
+    return max(20, len(terms.entry_terms()) // 2)
 
 
 def measure(model: nn.Module, example_input: ModelInputs, device: str = LOCAL_DEVICE,
             runtime: str = "torch", threads: int = 2, batch: int | None = None,
             candidates: Sequence[QuantSpec] | None = None, cache: str | Path | None = None,
-            *, model_name: str = "", repeats: int = 20, warmup: int = 3,
-            progress: bool = True, save: bool = True) -> LatencyTable:
-    """Measure the latency table of ``model`` on this machine.
+            *, model_name: str = "", policy: TimingPolicy | None = None,
+            mixes: int | None = None, extend: bool = True, progress: bool = True,
+            save: bool = True) -> LatencyTable:
+    """Measure the latency table of ``model`` on this machine (see the module docstring).
 
     Args:
         model: the float model (not modified).
         example_input: a batch of inputs (also the calibration data of static specs: their
             scales do not change the time); at least ``batch`` samples.
-        device: ``cpu`` (this machine), or ``a100`` where CUDA is available.
+        device: ``cpu`` (this machine); ``xeon`` on a Xeon with AVX-512 VNNI (a measured
+            table of that target class: its kernels, timed here); ``a100`` where CUDA is
+            available.
         runtime: ``torch`` or ``onnxruntime``.
         threads: intra-op threads while timing.
         batch: images per call (default: all of ``example_input``).
@@ -117,40 +115,38 @@ def measure(model: nn.Module, example_input: ModelInputs, device: str = LOCAL_DE
             :func:`mixprec.kernels.candidates` per unit kind.
         cache: the measurement cache file (default :func:`~mixprec.cost_models.cache.
             default_cache_path` of this machine's fingerprint).
-        repeats: timed calls per measurement (interleaved with the float32 model's).
-        warmup: untimed calls first.
         model_name: the model's name, recorded in the table (``load`` finds it by name).
+        policy: how blocks are timed (default :class:`TimingPolicy`).
+        mixes: random mixes in the design (default :func:`default_mixes`).
+        extend: below the fidelity target, time more plans and rounds (within a time cap).
         progress: show a progress bar.
         save: also save the table where :func:`~mixprec.cost_models.load` finds it.
 
     Raises:
-        ValueError: an unknown device or runtime, a GPU device without CUDA, too few
-            samples for ``batch``, or a candidate no unit kind can run.
+        ValueError: an unknown device or runtime, a device that cannot be measured here,
+            too few samples for ``batch``, or a candidate no unit kind can run.
     """
     check_device(device, runtime)
-    if device not in (LOCAL_DEVICE, "a100"):
-        raise ValueError(f"device {device!r} is a target class: it cannot be measured here; "
-                         "use its analytic table (mixprec.cost_models.analytic_table) or "
-                         "measure on one of its machines with device='cpu'")
-    if device == "a100" and not torch.cuda.is_available():
-        raise ValueError("device 'a100' is measured on a CUDA GPU; none is available here")
+    _check_measurable(device)
     inputs = _batch_of(example_input, batch)
     if device == "a100":  # timed on the GPU: the float model and inputs live there too
         model, inputs = copy.deepcopy(model).cuda(), to_device(inputs, "cuda")
+    policy = policy or TimingPolicy()
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         units = discover_units(model, first_samples(inputs, 1))
-        by_kind = _candidates_by_kind(units, device, runtime, candidates)
-        static = [u for u in units if any(s.act_mode == "static" for s in by_kind[u.kind])]
-        stats = calibrate(model, static, inputs, sample_count(inputs)) if static else {}
-        setup = _Setup(model, units, inputs, device, runtime, threads, stats, repeats, warmup)
+        terms = CostTerms(units, _candidates_by_kind(units, device, runtime, candidates))
         provenance = {**_provenance(device, runtime, threads), "model_name": model_name}
         store = MeasurementCache(cache or default_cache_path(provenance["cpu_key"]))
         base_key = {"machine": provenance["cpu_key"], "model": units.model_id,
                     "runtime": runtime, "threads": threads, "batch": sample_count(inputs),
                     "device": device}
-        table = _Measurement(setup, by_kind, store, base_key, provenance, progress).table()
+        timings = PlanTimingStore(store, base_key, units.model_id, units.input_shape)
+        setup = _Setup(model, units, inputs, device, runtime, threads, policy)
+        run = _Measurement(setup, terms, store, timings, base_key, provenance, progress,
+                           mixes if mixes is not None else default_mixes(terms))
+        table = run.table(extend)
     finally:
         torch.set_num_threads(saved_threads)
     files = [store.path]
@@ -161,8 +157,54 @@ def measure(model: nn.Module, example_input: ModelInputs, device: str = LOCAL_DE
     return table
 
 
+def timing_store(units: UnitList, device: str, runtime: str, threads: int, batch: int,
+                 cache: str | Path | None = None) -> PlanTimingStore:
+    """The store ``measure`` keeps this machine's plan timings of ``units`` in (a search adds
+    the plans it confirms to it)."""
+    from mixprec.kernels.cpu.capabilities import cpu_fingerprint
+
+    key = cpu_fingerprint(threads=threads).key
+    base_key = {"machine": key, "model": units.model_id, "runtime": runtime,
+                "threads": threads, "batch": batch, "device": device}
+    return PlanTimingStore(MeasurementCache(cache or default_cache_path(key)), base_key,
+                           units.model_id, units.input_shape)
+
+
+def learn(table: LatencyTable, model: nn.Module, example_input: ModelInputs,
+          timings: Iterable[tuple[Plan, RatioTiming, Sequence[str]]],
+          cache: str | Path | None = None) -> LatencyTable | None:
+    """Add plan timings taken on this machine (each against the float32 model, e.g. by a
+    search confirming its choice) to the cache of ``table``'s measurement, and fit the table
+    again with them (saved where ``load`` finds it).
+
+    Args:
+        table: a table measured on this machine.
+        model: its model.
+        example_input: its timing inputs (``table.batch`` samples).
+        timings: (plan, its timing against float32, the MLPs its deployment fused).
+        cache: the measurement cache file (default: this machine's).
+
+    Returns:
+        The refitted table, or None when the cache does not hold the table's own design
+        timings (a shipped table: its timings stay in the cache for a later measurement).
+    """
+    units = discover_units(model, first_samples(example_input, 1))
+    store = timing_store(units, table.device, table.runtime, table.threads, table.batch,
+                         cache)
+    for plan, timing, fused in timings:
+        store.put(plan, timing, fused, source="verify")
+    if not any(t.source == "design" for t in store.all()):
+        logger.info("the cache holds no design timings of this table: not refitted")
+        return None
+    specs = list(dict.fromkeys(s for k in {u.kind for u in units} for s in table.candidates(k)))
+    return measure(model, example_input, table.device, table.runtime, table.threads,
+                   table.batch, specs, cache, model_name=table.provenance.get("model_name", ""),
+                   mixes=table.provenance.get("mixes"), extend=False, progress=False)
+
+
 def warn_if_inconsistent(table: LatencyTable, files: Sequence[Path]) -> None:
-    """Warn, with :class:`NoisyTableWarning`, when ``table`` contradicts itself."""
+    """Warn, with :class:`NoisyTableWarning`, when ``table`` contradicts itself or misses
+    its fidelity target on its held-out plans."""
     problems = table.inconsistencies()
     if problems:
         warnings.warn(
@@ -172,6 +214,29 @@ def warn_if_inconsistent(table: LatencyTable, files: Sequence[Path]) -> None:
             f"and the plans ranked by them are not to be trusted. To measure again on a quiet "
             f"machine, move away its timings and table: {', '.join(map(str, files))}.",
             NoisyTableWarning, stacklevel=3)
+    if table.fidelity is not None and not table.trusted:
+        warnings.warn(f"the {table.runtime} latency table (batch {table.batch}) misses its "
+                      f"fidelity target: {table.trust_summary()}; plans ranked by it must be "
+                      "confirmed by measuring them (search.run(..., verify=True) does)",
+                      NoisyTableWarning, stacklevel=3)
+
+
+def _check_measurable(device: str) -> None:
+    if device == "xeon":
+        from mixprec.kernels.cpu.capabilities import cpu_fingerprint
+
+        here = cpu_fingerprint()
+        if "Xeon" not in here.model_name or not here.has_int8_dot:
+            raise ValueError(f"device 'xeon' is measured on an Intel Xeon with AVX-512 VNNI; "
+                             f"this machine is {here.model_name!r}: use device='cpu' here, "
+                             "or the xeon class's analytic table")
+        return
+    if device not in (LOCAL_DEVICE, "a100"):
+        raise ValueError(f"device {device!r} is a target class: it cannot be measured here; "
+                         "use its analytic table (mixprec.cost_models.analytic_table) or "
+                         "measure on one of its machines with device='cpu'")
+    if device == "a100" and not torch.cuda.is_available():
+        raise ValueError("device 'a100' is measured on a CUDA GPU; none is available here")
 
 
 def _batch_of(example_input: ModelInputs, batch: int | None) -> ModelInputs:
@@ -213,202 +278,230 @@ def _provenance(device: str, runtime: str, threads: int) -> dict[str, Any]:
     return provenance
 
 
+class _Setup:
+    """What every timing of one ``measure`` call shares; calibrates on first need."""
+
+    def __init__(self, model: nn.Module, units: UnitList, inputs: ModelInputs, device: str,
+                 runtime: str, threads: int, policy: TimingPolicy) -> None:
+        self.model, self.units, self.inputs = model, units, inputs
+        self.device, self.runtime, self.threads, self.policy = device, runtime, threads, policy
+        self._stats: CalibrationStats | None = None
+
+    def deploy(self, plan: Plan) -> Any:
+        from mixprec.deploy import deploy
+
+        if self._stats is None:
+            self._stats = calibrate(self.model, list(self.units), self.inputs,
+                                    sample_count(self.inputs))
+        return deploy(self.model, plan, self.device, self.inputs, runtime=self.runtime,
+                      units=self.units, stats=self._stats, threads=self.threads)
+
+    def run(self, deployed: Any) -> Callable[[], object]:
+        def call() -> object:
+            with torch.inference_mode():
+                return call_model(deployed, self.inputs)
+        return call
+
+
 class _Measurement:
-    """One measurement run: the timings it needs, taken (or found in the cache) in turn."""
+    """One measurement run: anchors, the design's timings (or the cache's), the fit, its
+    check on the held-out plans and, below target, its extension."""
 
-    def __init__(self, setup: _Setup, by_kind: dict[str, list[QuantSpec]],
-                 store: MeasurementCache, base_key: dict[str, Any],
-                 provenance: dict[str, Any], progress: bool) -> None:
-        self.setup, self.by_kind, self.store = setup, by_kind, store
+    def __init__(self, setup: _Setup, terms: CostTerms, store: MeasurementCache,
+                 timings: PlanTimingStore, base_key: dict[str, Any],
+                 provenance: dict[str, Any], progress: bool, mixes: int) -> None:
+        self.setup, self.terms, self.store, self.timings = setup, terms, store, timings
         self.base_key, self.provenance, self.progress = base_key, provenance, progress
-        units = setup.units
-        self.classes: dict[ShapeKey, list[str]] = {}
-        for unit in units:
-            if unit.kind != "attn_pv":
-                name = unit.module_name
-                self.classes.setdefault(ShapeKey.of(unit), []).append(name)
-        self.kind_of = {ShapeKey.of(u): u.kind for u in units if u.kind != "attn_pv"}
-        self.names = {u.module_name if u.is_attention else u.name: u for u in units}
-        self._base: Any = None
-        self._base_call: Callable[[], object] | None = None
+        self.mixes = mixes
+        self.plans = design(terms, setup.units, mixes)
+        self.held_out = [p.plan for p in self.plans if p.role == "held out"]
+        self.names = {u.module_name if u.is_attention else u.name: u for u in setup.units}
 
-    # ---- the plan of a variant ---------------------------------------------------------------
+    # ---- anchors ---------------------------------------------------------------------------
 
-    def _specs_of(self, shape: ShapeKey) -> list[tuple[QuantSpec, QuantSpec | None]]:
-        """The (spec, spec2) choices of a class; spec2 is the PV spec of attention."""
-        if shape.kind != ATTENTION:
-            return [(s, None) for s in self.by_kind[self.kind_of[shape]]]
-        return [(a, b) for a in self.by_kind["attn_qk"] for b in self.by_kind["attn_pv"]]
-
-    def _plan(self, assign: Iterable[tuple[ShapeKey, QuantSpec, QuantSpec | None]]) -> Plan:
-        changes = {}
-        for shape, spec, spec2 in assign:
-            for name in self.classes[shape]:
-                if shape.kind == ATTENTION:
-                    changes[f"{name}.qk"], changes[f"{name}.pv"] = spec, spec2
-                else:
-                    changes[name] = spec
-        units = self.setup.units
-        return Plan.uniform(units, FLOAT32).replace(
-            {n: s for n, s in changes.items() if n in units.by_name()})
-
-    # ---- timings, cached -----------------------------------------------------------------------
-
-    def _cached(self, what: dict[str, Any], take: Callable[[], dict[str, Any]]
-                ) -> dict[str, Any]:
-        key = MeasurementCache.key({**self.base_key, "what": what})
-        found = self.store.get(key)
-        if found is None:
-            found = take()
-            self.store.put(key, found)
+    def _anchors(self) -> dict[ShapeKey, dict[str, Any]]:
+        """Each shape class's float32 unit timed alone (cached)."""
+        found, missing = {}, []
+        for shape in self.terms.classes:
+            key = MeasurementCache.key({**self.base_key, "what": _anchor_json(shape)})
+            stored = self.store.get(key)
+            if stored is None:
+                missing.append((shape, key))
+            else:
+                found[shape] = stored
+        if missing:
+            s = self.setup
+            names = [self.names[self.terms.classes[shape][0]] for shape, _ in missing]
+            captured, cores = capture_unit_inputs(s.model, names, s.inputs)
+            for shape, key in missing:
+                name = self.terms.classes[shape][0]
+                timing = isolated_ms(cores[name], captured[name], s.runtime, s.threads,
+                                     2 * s.policy.repeats, s.policy.warmup)
+                found[shape] = {"ms": timing.median_ms, "spread_ms": timing.spread_ms}
+                self.store.put(key, found[shape])
         return found
 
-    def _base_run(self) -> Callable[[], object]:
-        if self._base_call is None:
-            self._base = self.setup.deploy(Plan.uniform(self.setup.units, FLOAT32))
-            self._base_call = self.setup.run(self._base)
-        return self._base_call
+    # ---- timing plans in blocks ----------------------------------------------------------------
 
-    def _model_ms(self) -> dict[str, Any]:
-        timing = time_call(self._base_run(), self.setup.repeats, self.setup.warmup)
-        return {"ms": timing.median_ms, "spread_ms": timing.spread_ms}
-
-    def _anchor(self, shape: ShapeKey, captured: dict, cores: dict) -> dict[str, Any]:
-        name = self.classes[shape][0]
-        s = self.setup
-        timing = isolated_ms(cores[name], captured[name], s.runtime, s.threads, s.repeats,
-                             s.warmup)
-        return {"ms": timing.median_ms, "spread_ms": timing.spread_ms}
-
-    def _delta(self, plan: Plan) -> dict[str, Any]:
-        """The deployed ``plan`` against the float32 model: their median difference."""
-        deployed = self.setup.deploy(plan)
-        base, variant = time_pair(self._base_run(), self.setup.run(deployed),
-                                  self.setup.repeats, self.setup.warmup)
-        fused = list(getattr(deployed.deploy_report, "fused", ()))
-        return {"delta_ms": variant.median_ms - base.median_ms, "base_ms": base.median_ms,
-                "spread_ms": variant.spread_ms, "fused": fused}
-
-    # ---- the table -------------------------------------------------------------------------------
-
-    def _jobs(self) -> list[tuple[dict[str, Any], Callable[[], dict[str, Any]]]]:
-        captured: dict = {}
-        cores: dict = {}
-
-        def anchor(shape: ShapeKey) -> Callable[[], dict[str, Any]]:
-            def take() -> dict[str, Any]:
-                if not captured:
-                    found = capture_unit_inputs(self.setup.model,
-                                                [self.names[self.classes[s][0]]
-                                                 for s in self.classes], self.setup.inputs)
-                    captured.update(found[0])
-                    cores.update(found[1])
-                return self._anchor(shape, captured, cores)
-            return take
-
-        jobs: list = [({"model": "float32"}, self._model_ms)]
-        for shape in self.classes:
-            jobs.append((_anchor_json(shape), anchor(shape)))
-            for spec, spec2 in self._specs_of(shape):
-                if spec == FLOAT32 and spec2 in (None, FLOAT32):
-                    continue
-                plan = self._plan([(shape, spec, spec2)])
-                jobs.append((_variant_json([(shape, spec, spec2)]),
-                             lambda plan=plan: self._delta(plan)))
-        return jobs
-
-    def _chains(self) -> list[tuple[ShapeKey, QuantSpec, ShapeKey, QuantSpec]]:
-        """(fc1 class, its spec, fc2 class, its spec) pairs a runtime may keep integer."""
-        chains = []
-        for producer, consumer in _mlp_shape_pairs(self.setup.model, self.setup.units):
-            for a, _ in self._specs_of(producer):
-                for b, _ in self._specs_of(consumer):
-                    if a.act_mode == "static" and b.act_mode == "static":
-                        chains.append((producer, a, consumer, b))
-        return chains
-
-    def _chain_job(self, producer: ShapeKey, a: QuantSpec, consumer: ShapeKey, b: QuantSpec
-                   ) -> tuple[dict[str, Any], Callable[[], dict[str, Any]]]:
-        assign = [(producer, a, None), (consumer, b, None)]
-        plan = self._plan(assign)
-        return _variant_json(assign), lambda: self._delta(plan)
-
-    def table(self) -> LatencyTable:
+    def time_plans(self, plans: Sequence[Plan], policy: TimingPolicy, passes: int = 1,
+                   desc: str = "timing plans") -> None:
+        """Time ``plans`` against the float32 model in blocks of :data:`BLOCK` until each
+        has been timed ``passes`` times (stored timings count; a new pass adds its rounds
+        to them, in other blocks than before)."""
         from tqdm.auto import tqdm
 
-        chains = self._chains()
-        jobs = self._jobs() + [self._chain_job(*chain) for chain in chains]
-        done = {}
-        bar = tqdm(jobs, desc="measuring latency", unit="timing", disable=not self.progress)
-        for what, take in bar:
-            done[MeasurementCache.key(what)] = self._cached(what, take)
-        self._base = self._base_call = None
-        return self._assemble(done, chains)
+        todo = [p for p in plans if (self.timings.get(p) or _NEVER).passes < passes]
+        if not todo:
+            return
+        s = self.setup
+        reference = s.run(s.deploy(Plan.uniform(s.units, FLOAT32)))
+        with tqdm(total=len(todo), desc=desc, unit="plan", disable=not self.progress) as bar:
+            while todo:
+                for start in range(0, len(todo), BLOCK):
+                    block = todo[start:start + BLOCK]
+                    deployed = [s.deploy(p) for p in block]
+                    found = time_against(reference, [s.run(d) for d in deployed], policy)
+                    for plan, model, timing in zip(block, deployed, found):
+                        fused = getattr(getattr(model, "deploy_report", None), "fused", ())
+                        self.timings.put(plan, timing, fused)
+                    del deployed
+                    bar.update(len(block))
+                todo = [p for p in todo if self.timings.get(p).passes < passes]
+                todo = todo[len(todo) // 2:] + todo[:len(todo) // 2]  # other blocks next pass
+                bar.total += len(todo)
 
-    def _assemble(self, done: dict[str, dict[str, Any]],
-                  chain_specs: list[tuple[ShapeKey, QuantSpec, ShapeKey, QuantSpec]]
+    # ---- the fit ---------------------------------------------------------------------------
+
+    def fit(self, anchors: dict[ShapeKey, dict[str, Any]]) -> LatencyTable:
+        """The table fitted to every stored timing but the held-out plans'."""
+        stored = self.timings.all()
+        held = set(self.held_out)
+        fitted = [t for t in stored if t.plan not in held]
+        base_ms = _float32_ms(stored)
+        terms = self.terms.entry_terms() + _transition_terms(fitted, self.terms)
+        timed = [TimedPlan(self.terms.counts(t.plan, t.fused), t.ratio * base_ms)
+                 for t in fitted]
+        lower = {t: -_anchor_ms(t, anchors) for t in terms}
+        values, errors = fit_terms(terms, timed, base_ms, lower)
+        table = self._assemble(anchors, values, errors, base_ms, fitted)
+        return table
+
+    def _assemble(self, anchors: dict[ShapeKey, dict[str, Any]], values: dict[Term, float],
+                  errors: dict[Term, float], base_ms: float, fitted: list[PlanTiming]
                   ) -> LatencyTable:
         s = self.setup
-        entries, per_unit = [], {}
-        float_units_ms = 0.0
-        for shape, names in self.classes.items():
-            anchor = done[MeasurementCache.key(_anchor_json(shape))]
-            float_units_ms += anchor["ms"] * len(names)
-            for spec, spec2 in self._specs_of(shape):
-                if spec == FLOAT32 and spec2 in (None, FLOAT32):
-                    delta, spread = 0.0, anchor["spread_ms"]
-                else:
-                    found = done[MeasurementCache.key(_variant_json([(shape, spec, spec2)]))]
-                    delta, spread = found["delta_ms"] / len(names), found["spread_ms"]
-                per_unit[(shape, spec)] = delta
+        entries = []
+        for shape in self.terms.classes:
+            anchor = anchors[shape]
+            for spec, spec2 in self.terms.choices(shape):
+                term = Term(shape, spec, spec2)
                 kind = "attn_qk" if shape.kind == ATTENTION else shape.kind
                 kernel = kernel_for(kind, spec, s.device, s.runtime)
-                entries.append(Entry(shape, spec, anchor["ms"] + delta,
-                                     kernel.name if kernel else "", spread, spec2))
-        transitions, chains = [], set()
-        for producer, a, consumer, b in chain_specs:
-            assign = [(producer, a, None), (consumer, b, None)]
-            found = done[MeasurementCache.key(_variant_json(assign))]
-            if not found["fused"]:
-                continue
-            explained = (per_unit[(producer, a)] * len(self.classes[producer])
-                         + per_unit[(consumer, b)] * len(self.classes[consumer]))
-            saving = (found["delta_ms"] - explained) / len(found["fused"])
-            transitions.append(Transition(producer, consumer, a, b, saving))
-            chains.update((f"{m}.fc1", f"{m}.fc2") for m in found["fused"])
-        # the float32 model is timed in every pair: the median over all of them is robust to
-        # a disturbance during any one timing
-        model_ms = statistics.median(
-            [done[MeasurementCache.key({"model": "float32"})]["ms"]]
-            + [v["base_ms"] for v in done.values() if "base_ms" in v])
-        provenance = {**self.provenance, "float32_model_ms": model_ms, "repeats": s.repeats}
+                entries.append(Entry(shape, spec, anchor["ms"] + values.get(term, 0.0),
+                                     kernel.name if kernel else "",
+                                     errors.get(term, anchor["spread_ms"]), spec2))
+        transitions = [Transition(t.producer, t.consumer, t.spec, t.spec2, values[t])
+                       for t in values if t.is_transition]
+        chains = sorted({(f"{m}.fc1", f"{m}.fc2") for t in fitted for m in t.fused})
+        float_units_ms = sum(anchors[shape]["ms"] * len(names)
+                             for shape, names in self.terms.classes.items())
+        provenance = {**self.provenance, "float32_model_ms": base_ms,
+                      "policy": asdict(s.policy), "mixes": self.mixes,
+                      "fitted_plans": len(fitted),
+                      "busy_timings": sum(t.busy for t in fitted),
+                      "verified_plans": sum(t.source == "verify" for t in fitted)}
         return LatencyTable(s.device, s.runtime, sample_count(s.inputs), s.threads,
                             s.units.model_id, tuple(s.units), tuple(entries),
-                            model_ms - float_units_ms, tuple(transitions),
-                            tuple(sorted(chains)), provenance)
+                            base_ms - float_units_ms, tuple(transitions), tuple(chains),
+                            provenance)
+
+    def check(self, table: LatencyTable) -> Fidelity | None:
+        """The table's figures on the held-out plans (None: fewer than two were timed)."""
+        timed = [t for t in (self.timings.get(p) for p in self.held_out) if t is not None]
+        if len(timed) < 2:
+            return None
+        base_ms = table.provenance["float32_model_ms"]
+        return fidelity([predict_latency(t.plan, table) for t in timed],
+                        [t.ratio * base_ms for t in timed])
+
+    # ---- the whole run ---------------------------------------------------------------------
+
+    def table(self, extend: bool) -> LatencyTable:
+        started = time.monotonic()
+        anchors = self._anchors()
+        s = self.setup
+        self.time_plans([p.plan for p in self.plans], s.policy, desc="measuring latency")
+        self.time_plans(self.held_out, s.policy, passes=HELD_OUT_PASSES,
+                        desc="held-out plans, again")
+        first_pass_s = time.monotonic() - started
+        table = self.fit(anchors)
+        found = self.check(table)
+        history = [found.to_dict()] if found else []
+        cap_s = max(30.0, EXTENSION_SHARE * first_pass_s)
+        extensions = 0
+        while extend and found is not None and not found.meets() \
+                and extensions < MAX_EXTENSIONS and time.monotonic() - started < \
+                first_pass_s + cap_s:
+            extensions += 1
+            logger.info("latency table below its fidelity target (%s): extension %d",
+                        found.summary(), extensions)
+            self._extend(extensions)
+            table = self.fit(anchors)
+            found = self.check(table)
+            history.append(found.to_dict() if found else None)
+        provenance = {**table.provenance, "fidelity": found.to_dict() if found else None,
+                      "fidelity_target": asdict(TARGET),
+                      "trusted": bool(found is not None and found.meets()),
+                      "fidelity_history": history, "extensions": extensions,
+                      "seconds": round(time.monotonic() - started, 1)}
+        return LatencyTable(table.device, table.runtime, table.batch, table.threads,
+                            table.model_id, table.units, table.entries, table.remainder_ms,
+                            table.transitions, table.chains, provenance)
+
+    def _extend(self, step: int) -> None:
+        """More mixes in the fit, more rounds on the held-out plans."""
+        held = set(self.held_out)
+        more = [p for p in random_mixes(self.setup.units, self.terms.specs_by_kind,
+                                        max(10, self.mixes // 2), seed=step)
+                if p not in held]
+        policy = self.setup.policy
+        self.time_plans(more, policy, desc=f"extension {step}: more plans")
+        self.time_plans(self.held_out, policy, passes=HELD_OUT_PASSES + step,
+                        desc=f"extension {step}: held-out plans, again")
 
 
-def _mlp_shape_pairs(model: nn.Module, units: UnitList) -> list[tuple[ShapeKey, ShapeKey]]:
-    """(fc1 class, fc2 class) of the timm MLPs whose two linears are units."""
-    by_name = units.by_name()
-    pairs: list[tuple[ShapeKey, ShapeKey]] = []
-    for name, module in model.named_modules():
-        fc1, fc2 = f"{name}.fc1", f"{name}.fc2"
-        if isinstance(module, Mlp) and fc1 in by_name and fc2 in by_name:
-            pair = (ShapeKey.of(by_name[fc1]), ShapeKey.of(by_name[fc2]))
-            if pair not in pairs:
-                pairs.append(pair)
-    return pairs
+_NEVER = PlanTiming(Plan(()), (), 0.0, passes=0)
+"""Stands for a plan not timed yet (no passes)."""
+
+
+def _float32_ms(stored: Sequence[PlanTiming]) -> float:
+    """The float32 model's time: the median over every timing's reference, by rounds."""
+    samples = [t.reference_ms for t in stored for _ in t.ratios]
+    if not samples:
+        raise ValueError("no plan timings to fit a latency table to")
+    return statistics.median(samples)
+
+
+def _transition_terms(timed: Sequence[PlanTiming], terms: CostTerms) -> list[Term]:
+    """The transition terms the timed plans use (chains their deployments fused)."""
+    found: dict[Term, None] = {}
+    for t in timed:
+        for term in terms.counts(t.plan, t.fused):
+            if term.is_transition:
+                found.setdefault(term)
+    return list(found)
+
+
+def _anchor_ms(term: Term, anchors: dict[ShapeKey, dict[str, Any]]) -> float:
+    """How much time a term can save at most: its unit's float32 time (a transition: both
+    units')."""
+    total = anchors[term.producer]["ms"]
+    if term.consumer is not None:
+        total += anchors[term.consumer]["ms"]
+    return total
 
 
 def _anchor_json(shape: ShapeKey) -> dict[str, Any]:
-    """Cache key of a class's anchor; ``method`` 2: ONNX Runtime anchors fed contiguous
-    inputs (method-1 timings of strided attention inputs are not reused)."""
+    """Cache key of a class's anchor; ``method`` 3: ONNX Runtime anchors fed contiguous
+    inputs, sessions that stop spinning after each run (older timings are not reused)."""
     return {"anchor": shape.to_list(), "method": ANCHOR_METHOD}
-
-
-def _variant_json(assign: Sequence[tuple[ShapeKey, QuantSpec, QuantSpec | None]]
-                  ) -> dict[str, Any]:
-    return {"variant": [[shape.to_list(), spec.to_dict(),
-                         spec2.to_dict() if spec2 is not None else None]
-                        for shape, spec, spec2 in assign]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mixprec.cost_models.table import LatencyTable
@@ -44,3 +46,18 @@ def predict_latency(plan: Plan, table: LatencyTable) -> float:
     """Predicted end-to-end latency of ``plan`` (ms per call of ``table.batch`` images):
     remainder + units + transitions. Units the plan does not name run in float32."""
     return latency_breakdown(plan, table).total
+
+
+def speed_factor(table: LatencyTable, timed: Iterable[tuple[Plan, float]]) -> float:
+    """How much slower (> 1) or faster the machine runs now than when ``table`` was
+    measured: the median of measured / predicted latency over ``timed`` (plan, measured ms)
+    pairs, e.g. uniform plans timed beside the ones of interest. ``table.rescaled`` of it
+    predicts at the current speed.
+
+    Raises:
+        ValueError: no timed plans.
+    """
+    ratios = [ms / predict_latency(plan, table) for plan, ms in timed]
+    if not ratios:
+        raise ValueError("speed_factor needs at least one timed plan")
+    return statistics.median(ratios)

@@ -62,10 +62,11 @@ def load(device: str, model: str, runtime: str = "torch", batch: int = 1, thread
 
     For ``cpu``: a table measured on this machine (same fingerprint) if there is one;
     otherwise one measured on another machine, with a :class:`ForeignMachineWarning`
-    (``strict``: an error). For a target class (``a100``, ``a15``): its shipped table.
+    (``strict``: an error). For a target class (``xeon``, ``a100``, ``a15``): a table
+    measured on one of its machines if there is one, else its analytic table.
 
     Args:
-        device: ``cpu``, ``a100`` or ``a15``.
+        device: ``cpu``, ``xeon``, ``a100`` or ``a15``.
         model: the model's name (``mnist-vit``, a timm name) or its ``model_id``.
         runtime: ``torch`` or ``onnxruntime``.
         batch: images per call.
@@ -80,8 +81,8 @@ def load(device: str, model: str, runtime: str = "torch", batch: int = 1, thread
                 if t.device == device and t.runtime == runtime and t.batch == batch
                 and model in (t.model_id, t.provenance.get("model_name"))
                 and (device != "cpu" or t.threads == threads)]
-    if device != "cpu" and matching:
-        return matching[0][1]
+    if device != "cpu" and matching:  # a measured table of the class before an analytic one
+        return min(matching, key=lambda found: found[1].source != "measured")[1]
     from mixprec.kernels.cpu.capabilities import cpu_fingerprint
 
     here = cpu_fingerprint(threads=threads).key

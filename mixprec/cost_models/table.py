@@ -18,6 +18,7 @@ A table predicts a plan's end-to-end latency as
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mixprec.cost_models.fidelity import Fidelity
 from mixprec.quant.modules import is_identity_spec
 from mixprec.quant.plan import Plan
 from mixprec.quant.spec import QuantSpec
@@ -199,6 +201,50 @@ class LatencyTable:
     def source(self) -> str:
         """``measured`` or ``analytic``."""
         return str(self.provenance["source"])
+
+    @property
+    def fidelity(self) -> Fidelity | None:
+        """The table's figures on plans held out of its fit (None: analytic, or measured
+        without them)."""
+        found = self.provenance.get("fidelity")
+        return Fidelity.from_dict(found) if found else None
+
+    @property
+    def trusted(self) -> bool:
+        """Whether a measured table met its fidelity target on its held-out plans (analytic
+        tables: False; they say what they rest on instead)."""
+        return bool(self.provenance.get("trusted", False))
+
+    def trust_summary(self) -> str:
+        """One line on how far to trust the table, for CLI output and reports."""
+        if self.source == "analytic":
+            model = self.provenance.get("device_model", {})
+            return (f"analytic (roofline from spec-sheet figures of "
+                    f"{model.get('description', self.device)}; not measured)")
+        where = f"measured {self.provenance.get('date', '')} on {self.provenance.get('cpu_key')}"
+        found = self.fidelity
+        if found is None:
+            return f"{where}; no held-out plans: its predictions are unchecked"
+        verdict = "meets its target" if self.trusted else "BELOW its target"
+        return f"{where}; {found.summary()}: {verdict}"
+
+    def rescaled(self, factor: float) -> LatencyTable:
+        """The table at another speed of the machine: every time times ``factor`` (a noisy
+        machine's speed drifts, by up to 1.8x for tens of minutes on the VMs seen here,
+        while its plans' ratios hold; :func:`~mixprec.cost_models.speed_factor` measures
+        the factor)."""
+        if not (factor > 0 and math.isfinite(factor)):
+            raise ValueError(f"a table is rescaled by a positive factor, got {factor}")
+        entries = tuple(dataclasses.replace(e, ms=e.ms * factor, spread_ms=e.spread_ms * factor)
+                        for e in self.entries)
+        transitions = tuple(dataclasses.replace(t, ms=t.ms * factor) for t in self.transitions)
+        provenance = dict(self.provenance)
+        if "float32_model_ms" in provenance:
+            provenance["float32_model_ms"] = provenance["float32_model_ms"] * factor
+        provenance["rescaled_by"] = provenance.get("rescaled_by", 1.0) * factor
+        return dataclasses.replace(self, entries=entries, transitions=transitions,
+                                   remainder_ms=self.remainder_ms * factor,
+                                   provenance=provenance)
 
     def candidates(self, kind: str | None = None) -> list[QuantSpec]:
         """The specs the table covers for units of ``kind`` (``linear``, ``conv_gemm``,

@@ -72,7 +72,7 @@ def _unit_map_png(run: RunFolder, path: Path) -> Path:
 
 
 def _measured_png(run: RunFolder, path: Path) -> Path:
-    rows = run.measured
+    rows = [r for r in run.measured if r["predicted_ms"] is not None]  # a peer has none
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
     predicted = [r["predicted_ms"] for r in rows]
     measured = [r["latency_ms"] for r in rows]

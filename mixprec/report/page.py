@@ -45,7 +45,8 @@ def render_page(run: RunFolder) -> str:
         f"{_e(plan_summary(run.plan))}.</p>",
     ]
     if run.measured:
-        parts += ["<h2>Deployed and measured on this CPU</h2>", _measured_table(run.measured)]
+        parts += ["<h2>Deployed and measured on this CPU</h2>",
+                  _measured_table(run.measured, s.get("measured", {}).get("verified"))]
     parts += ["<h2>Pareto front per device</h2>", *divs[: len(run.devices)],
               "<h2>The chosen plan, unit by unit</h2>", divs[len(run.devices)]]
     if run.measured:
@@ -117,6 +118,7 @@ def _map_figure(plan: Plan) -> go.Figure:
 def _measured_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
         "latency: predicted vs measured (ms)", "accuracy: predicted error vs measured top-1"))
+    rows = [r for r in rows if r["predicted_ms"] is not None]  # a peer has no prediction
     names = [r["name"] for r in rows]
     predicted = [r["predicted_ms"] for r in rows]
     measured = [r["latency_ms"] for r in rows]
@@ -139,28 +141,41 @@ def _measured_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
     return fig
 
 
-def _measured_table(rows: Sequence[dict[str, Any]]) -> str:
+def _measured_table(rows: Sequence[dict[str, Any]], verified: dict[str, Any] | None) -> str:
     reference = fp32_ms(rows)
-    head = ("<tr><th>plan</th><th>predicted ms</th><th>measured ms</th><th>vs fp32</th>"
-            "<th>top-1 deployed</th><th>predicted error</th>"
-            "<th>output SQNR vs simulation</th></tr>")
+    chosen = verified["chosen"] if verified else None
+    head = ("<tr><th>plan</th><th>role</th><th>predicted ms</th><th>measured ms</th>"
+            "<th>vs fp32</th><th>top-1 deployed</th><th>output error vs float</th>"
+            "<th>predicted error</th><th>output SQNR vs simulation</th></tr>")
     body = []
     for r in rows:
         speedup = f"{reference / r['latency_ms']:.2f}x" if reference else ""
-        sqnr = "identical" if r["sqnr_db"] is None else f"{r['sqnr_db']:.1f} dB"
-        body.append(f"<tr><td>{_e(r['name'])}</td><td>{r['predicted_ms']:.3f}</td>"
-                    f"<td>{r['latency_ms']:.3f}</td><td>{speedup}</td>"
-                    f"<td>{_num(r['top1'])}</td><td>{r['predicted_error']:.4g}</td>"
-                    f"<td>{sqnr}</td></tr>")
+        sqnr = ("" if r["role"] == "peer" else
+                "identical" if r["sqnr_db"] is None else f"{r['sqnr_db']:.1f} dB")
+        name = f"<b>{_e(r['name'])} (chosen)</b>" if r["name"] == chosen else _e(r["name"])
+        body.append(f"<tr><td>{name}</td><td>{_e(r['role'])}</td>"
+                    f"<td>{_num(r['predicted_ms'], 3)}</td><td>{r['latency_ms']:.3f}</td>"
+                    f"<td>{speedup}</td><td>{_num(r['top1'])}</td>"
+                    f"<td>{_num(r['output_error'], 4, 'g')}</td>"
+                    f"<td>{_num(r['predicted_error'], 4, 'g')}</td><td>{sqnr}</td></tr>")
     runtime = rows[0]["runtime"]
-    return (f"<p>Each plan deployed with real kernels ({_e(runtime)} runtime) and timed "
-            "round-robin on this machine (median of per-round medians).</p>"
-            f"<table>{head}{''.join(body)}</table>")
+    parts = [f"<p>Each plan deployed with real kernels ({_e(runtime)} runtime), the runtime's "
+             "one-line peer beside them, timed together against float32 in interleaved "
+             "rounds on this machine (median of per-round times).</p>",
+             f"<table>{head}{''.join(body)}</table>"]
+    if verified:
+        parts.append(f"<p>Chosen by measurement: <b>{_e(verified['chosen'])}</b>, "
+                     f"{_e(verified['rule'])}"
+                     + (f"; the solver had chosen {_e(verified['predicted'])}"
+                        if verified["replaced"] else "") + ".</p>")
+        parts.append("<ul>" + "".join(f"<li>vs {_e(n)}: {_e(t)}</li>"
+                                      for n, t in verified["relations"].items()) + "</ul>")
+    return "".join(parts)
 
 
 def _provenance_table(run: RunFolder) -> str:
     head = ("<tr><th>device</th><th>source</th><th>runtime</th><th>batch</th><th>threads</th>"
-            "<th>machine / model</th><th>date</th><th>method</th></tr>")
+            "<th>machine / model</th><th>date</th><th>method</th><th>trust</th></tr>")
     body = []
     for device, table in run.tables.items():
         p = table.provenance
@@ -171,12 +186,13 @@ def _provenance_table(run: RunFolder) -> str:
                     f"<td>{_e(table.runtime)}</td><td>{table.batch}</td>"
                     f"<td>{table.threads}</td><td>{_e(machine)}</td>"
                     f"<td>{_e(str(p.get('date', '')))}</td>"
-                    f"<td>{_e(str(p.get('method', '')))}</td></tr>")
+                    f"<td>{_e(str(p.get('method', '')))}</td>"
+                    f"<td>{_e(table.trust_summary())}</td></tr>")
     return f"<table>{head}{''.join(body)}</table>"
 
 
-def _num(value: float | None) -> str:
-    return "" if value is None or not math.isfinite(value) else f"{value:.4f}"
+def _num(value: float | None, digits: int = 4, kind: str = "f") -> str:
+    return "" if value is None or not math.isfinite(value) else f"{value:.{digits}{kind}}"
 
 
 def _e(text: str) -> str:

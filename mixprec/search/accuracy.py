@@ -41,20 +41,22 @@ def calibration_images(name: str, model: nn.Module, calib: ModelInputs | None) -
                      f"only the embedded {' / '.join(models.EMBEDDED_MODELS)} bring their own")
 
 
+def top1_on(images: torch.Tensor, labels: torch.Tensor) -> Callable[[Callable], float]:
+    """Top-1 of a model (or a deployed one) on ``images``, 250 at a time."""
+    def top1(model: Callable) -> float:
+        with torch.inference_mode():
+            logits = torch.cat([torch.as_tensor(model(x)) for x in images.split(250)])
+        return (logits.argmax(-1) == labels).float().mean().item()
+    return top1
+
+
 def embedded_top1(name: str) -> Callable[[nn.Module], float]:
     """Top-1 of a model on the embedded model's 1,000 test digits."""
     from mixprec import data
 
-    images, labels = data.mnist("test")
-
-    def top1(model: nn.Module) -> float:
-        with torch.inference_mode():
-            logits = torch.cat([model(x) for x in images.split(250)])
-        return (logits.argmax(-1) == labels).float().mean().item()
-
     if name not in models.EMBEDDED_MODELS:
         raise ValueError(f"{name!r} is not an embedded model")
-    return top1
+    return top1_on(*data.mnist("test"))
 
 
 def top1_fn(name: str, eval_fn: Callable[[nn.Module], float] | None

@@ -83,7 +83,8 @@ class SearchResult:
     def save(self, folder: str | Path) -> Path:
         """Write the run folder: ``plan.json``, ``result.json``, ``front.json`` / ``.csv``
         (the front on ``device``), per device ``front-<device>.json`` / ``.csv`` and
-        ``latency-<device>.json``, ``baselines.json`` and ``sensitivity.json``. Existing
+        ``latency-<device>.json``, ``baselines.json``, ``sensitivity.json`` and
+        ``measured.json`` (the plans deployed and measured here; empty without). Existing
         files of the same names are replaced atomically."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
@@ -100,6 +101,8 @@ class SearchResult:
             {d: {name: p.to_dict() for name, p in named.items()}
              for d, named in self.baselines.items()}, indent=1))
         write_atomic(out / "sensitivity.json", self.sensitivity.to_json())
+        write_atomic(out / "measured.json",
+                     json.dumps(self.measured.get("deployed", []), indent=1))
         return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -11,17 +12,19 @@ from torch import nn
 
 from mixprec import cost_models, models
 from mixprec.cost_models.table import FLOAT32, LatencyTable
+from mixprec.cost_models.timing import TimingPolicy
 from mixprec.kernels.registry import DEVICES, LOCAL_DEVICE, RUNTIMES, check_device
 from mixprec.quant.inputs import ModelInputs, first_samples, sample_count
 from mixprec.quant.spec import QuantSpec
 from mixprec.quant.units import UnitList, discover_units
-from mixprec.search.accuracy import calibration_images, fastest_within_drop
+from mixprec.search.accuracy import calibration_images, fastest_within_drop, top1_fn
 from mixprec.search.baselines import baseline_choices
 from mixprec.search.ilp import InfeasibleError, best_within
 from mixprec.search.pareto import FrontChoice, pareto_front
 from mixprec.search.problem import SearchProblem, build_problem
 from mixprec.search.result import FrontPoint, SearchResult
 from mixprec.search.sensitivity_cache import cached_sensitivity
+from mixprec.search.verify import SIDE, Budget, verify_choice
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +36,9 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
         refine_trials: int = 0, storage: str | Path | None = None,
         study_name: str | None = None, eval_fn: Callable[[nn.Module], float] | None = None,
         seed: int = 0, batch: int = 1, threads: int = 2, solver: str = "cbc",
-        budget_fraction: float | None = None) -> SearchResult:
+        budget_fraction: float | None = None, verify: bool = False,
+        timing: TimingPolicy | None = None, side: int = SIDE,
+        progress: Callable[[str], None] | None = None) -> SearchResult:
     """Search the plan of ``model`` for ``device``: the most accurate one within the budget.
 
     Args:
@@ -68,6 +73,16 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
         solver: ``cbc`` (PuLP) or ``highs`` (scipy).
         budget_fraction: the budget as a fraction of the float32 plan's predicted latency on
             ``device`` (instead of ``budget_ms``; 0.8: at least 1.25x faster than float).
+        verify: confirm the choice by measuring (``device='cpu'`` only;
+            :mod:`mixprec.search.verify`): deploy the solver's plan, ``side`` front plans on
+            each side of it, the uniform baselines and the runtime's one-line peer, time them
+            together here and return the best measured plan (the timings join the latency
+            table's fit). ``eval_fn`` measures accuracy (default: the embedded test digits;
+            without either, the output's noise-to-signal on ``calib``).
+        timing: how plans are timed, when a latency table is measured and when the choice
+            is verified (default :class:`~mixprec.cost_models.timing.TimingPolicy`).
+        side: front plans measured on each side of the solver's choice.
+        progress: called with a line of text at each step of the verification.
 
     Raises:
         ValueError: bad arguments, a model other than the embedded one without ``calib``,
@@ -79,12 +94,15 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
     if max_drop is not None and refine_trials:
         raise ValueError("max_drop and refine_trials each choose the plan by measured "
                          "accuracy: pass one of them")
+    if verify and device != LOCAL_DEVICE:
+        raise ValueError(f"verify deploys and times plans on this CPU: device must be "
+                         f"{LOCAL_DEVICE!r}, not {device!r}")
     name, model = _model(model)
     targets = _devices(device, devices, runtime)
     calib = calibration_images(name, model, calib)
     example = _timing_input(name, calib, batch)
     units = discover_units(model, first_samples(calib, 1))
-    tables = {d: _tables(d, units, model, name, example, runtime, batch, threads)
+    tables = {d: _tables(d, units, model, name, example, runtime, batch, threads, timing)
               for d in targets}
     wanted = None if candidates == "default" else list(candidates)
     scored = _scored_candidates(units, [t for ts in tables.values() for t in ts], wanted)
@@ -129,16 +147,49 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
                                           "measured_error": p.measured_error,
                                           "predicted_error": p.predicted_error}
                                          for p in study.points]}
+    baselines = {d: {name: _point(p, c) for name, c in baseline_choices(p).items()}
+                 for d, (_, p, _) in chosen.items()}
+    if verify:
+        choice, table = _verified(model, name, units, problem, front, choice, table,
+                                  baselines[device], calib, example, measured,
+                                  Budget(None if budget_fraction else budget_ms,
+                                         budget_fraction, max_drop),
+                                  eval_fn, batch, threads, timing, side, progress)
     return SearchResult(
         plan=problem.plan(choice), latency_ms=problem.latency_of(choice),
         error=problem.error_of(choice), front=_points(problem, front), device=device,
         runtime=table.runtime, budget_ms=budget_ms,
         fronts={d: _points(p, f) for d, (_, p, f) in chosen.items()},
-        tables={d: t for d, (t, _, _) in chosen.items()}, sensitivity=table_s,
-        measured=measured, study_name=study.study_name if study else None,
-        storage=study.storage if study else None,
-        baselines={d: {name: _point(p, c) for name, c in baseline_choices(p).items()}
-                   for d, (_, p, _) in chosen.items()})
+        tables={**{d: t for d, (t, _, _) in chosen.items()}, device: table},
+        sensitivity=table_s, measured=measured,
+        study_name=study.study_name if study else None,
+        storage=study.storage if study else None, baselines=baselines)
+
+
+def _verified(model: nn.Module, name: str, units: UnitList, problem: SearchProblem,
+              front: list[FrontChoice], choice: tuple[int, ...], table: LatencyTable,
+              baselines: dict[str, FrontPoint], calib: ModelInputs, example: ModelInputs,
+              measured: dict[str, Any], budget: Budget,
+              eval_fn: Callable[[nn.Module], float] | None, batch: int, threads: int,
+              timing: TimingPolicy | None, side: int,
+              progress: Callable[[str], None] | None) -> tuple[tuple[int, ...], LatencyTable]:
+    """The measured choice (see :mod:`mixprec.search.verify`): records what was measured in
+    ``measured``; returns the chosen choice and the table refitted with the new timings (or
+    the table used, when it cannot learn from them)."""
+    point, verification, learned = verify_choice(
+        model, units, _point(problem, choice), baselines, _points(problem, front), calib,
+        table.runtime, budget, top1_fn(name, eval_fn), batch=batch, threads=threads,
+        side=side, policy=timing, timing_images=example, progress=progress)
+    refitted = None
+    if table.source == "measured":
+        refitted = cost_models.learn(table, model, example, learned)
+        verification = dataclasses.replace(verification, learned=len(learned))
+    measured["verified"] = verification.to_dict()
+    measured["deployed"] = [r.to_dict() for r in verification.rows]
+    if verification.replaced:
+        logger.info("measured choice: %s instead of the solver's %s", verification.chosen,
+                    verification.predicted)
+    return problem.choice_of(point.plan), refitted or table
 
 
 def _model(model: nn.Module | str) -> tuple[str, nn.Module]:
@@ -176,7 +227,8 @@ def _timing_input(name: str, calib: ModelInputs, batch: int) -> ModelInputs:
 
 
 def _tables(device: str, units: UnitList, model: nn.Module, name: str, example: ModelInputs,
-            runtime: str | None, batch: int, threads: int) -> list[LatencyTable]:
+            runtime: str | None, batch: int, threads: int, timing: TimingPolicy | None
+            ) -> list[LatencyTable]:
     """The latency tables to choose from on ``device`` (the CPU: one per runtime)."""
     if device != LOCAL_DEVICE:
         try:
@@ -193,7 +245,7 @@ def _tables(device: str, units: UnitList, model: nn.Module, name: str, example: 
         except (LookupError, ValueError):
             logger.info("measuring the %s latency table of this CPU (once; cached)", rt)
             found.append(cost_models.measure(model, example, runtime=rt, threads=threads,
-                                             model_name=name))
+                                             model_name=name, policy=timing))
     return found
 
 

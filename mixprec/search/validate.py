@@ -1,10 +1,13 @@
-"""Deploy plans on this CPU with real kernels and measure them: latency (interleaved, round
-by round), top-1 on labelled images, and how far the deployed outputs are from the
-simulation's (the same calibration statistics serve both)."""
+"""Deploy plans on this CPU with real kernels and measure them beside each other: latency
+(against the float32 plan, in interleaved rounds), accuracy (top-1 where there are labels,
+else the output's noise-to-signal against the float model), and how far the deployed outputs
+are from the simulation's (the same calibration statistics serve both). A runtime's one-line
+peer (:mod:`mixprec.deploy.peers`) can be measured with them."""
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -12,128 +15,162 @@ from typing import Any
 import torch
 from torch import nn
 
-from mixprec.cost_models.timing import time_round_robin
+from mixprec.cost_models.timing import RatioTiming, TimingPolicy, time_against
 from mixprec.quant.calibrate import calibrate
+from mixprec.quant.inputs import call_model, primary_output
+from mixprec.quant.plan import Plan
 from mixprec.quant.simulate import simulate
 from mixprec.quant.units import UnitList
 from mixprec.search.result import FrontPoint
-from mixprec.sensitivity.metrics import sqnr_db
+from mixprec.sensitivity.metrics import noise_to_signal, sqnr_db
 
 Progress = Callable[[str], None]
+Accuracy = Callable[[Callable[..., Any]], float]
+"""Top-1 of a (deployed) model on labelled images."""
 CHECK_IMAGES = 64
 """Images the deployed outputs are compared with the simulation's on."""
 CHUNK = 250
-"""Images per forward pass when evaluating."""
+"""Images per forward pass when comparing outputs."""
+REFERENCE = "fp32"
+"""The name of the float32 plan every timing is taken against."""
+PlanTimed = tuple[Plan, RatioTiming, tuple[str, ...]]
+"""A plan, its timing against float32 and the MLPs whose chains its deployment fused."""
 
 
 @dataclass(frozen=True)
 class Measured:
-    """One deployed plan, measured here.
+    """One deployed plan (or peer), measured here.
 
     Attributes:
-        name: what the plan is (``chosen``, a baseline's name, ``front #k``).
+        name: what it is (``chosen``, ``front #k``, a baseline's name, a peer's name).
+        role: ``chosen``, ``front``, ``baseline`` or ``peer``.
         runtime: the runtime it was deployed in.
         latency_ms: median per-call latency (``batch`` images) over the rounds.
-        spread_ms: interquartile range of the per-round medians.
-        predicted_ms: the latency table's prediction.
-        predicted_error: the sensitivity table's predicted error.
+        spread_ms: half-width of its latency's ~95% confidence interval (from its ratio to
+            float32; 0 for the float32 plan, the reference).
+        predicted_ms: the latency table's prediction (None for a peer).
+        predicted_error: the sensitivity table's predicted error (None for a peer).
         top1: top-1 of the deployed model (None: no labels).
+        output_error: noise-to-signal of its outputs against the float model's on the
+            calibration images.
         sqnr_db: output SQNR of the deployed model against the simulation on the first
-            :data:`CHECK_IMAGES` images (inf: identical).
+            :data:`CHECK_IMAGES` images (inf: identical; None for a peer).
     """
 
     name: str
+    role: str
     runtime: str
     latency_ms: float
     spread_ms: float
-    predicted_ms: float
-    predicted_error: float
+    predicted_ms: float | None
+    predicted_error: float | None
     top1: float | None
-    sqnr_db: float
+    output_error: float
+    sqnr_db: float | None
+
+    @property
+    def accuracy(self) -> float:
+        """Higher is better: top-1 where measured, else minus the output error."""
+        return self.top1 if self.top1 is not None else -self.output_error
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (an infinite SQNR as None)."""
         data = asdict(self)
-        data["sqnr_db"] = self.sqnr_db if math.isfinite(self.sqnr_db) else None
+        if data["sqnr_db"] is not None and not math.isfinite(data["sqnr_db"]):
+            data["sqnr_db"] = None
         return data
 
 
-def measure_plans(model: nn.Module, plans: Mapping[str, FrontPoint], units: UnitList,
-                  calib: torch.Tensor, images: torch.Tensor, labels: torch.Tensor | None,
-                  runtime: str, batch: int = 1, threads: int = 2, rounds: int = 5,
-                  repeats: int = 10, progress: Progress | None = None) -> list[Measured]:
-    """Deploy every plan on this CPU in ``runtime`` and measure it (see :class:`Measured`).
+@dataclass(frozen=True)
+class Candidate:
+    """What to measure: a plan (with its predictions) or a peer."""
 
-    Latency: every plan is called on the first ``batch`` of ``images``, in turn, ``rounds``
-    times over (:func:`~mixprec.cost_models.timing.time_round_robin`). Accuracy: top-1 of the
-    deployed model on all ``images``, when ``labels`` are given; and its outputs against the
-    fake-quantized model's on the first :data:`CHECK_IMAGES`.
+    role: str
+    point: FrontPoint | None = None
+    peer: Callable[..., Any] | None = None
+
+
+def measure_plans(model: nn.Module, candidates: Mapping[str, Candidate], units: UnitList,
+                  calib: torch.Tensor, runtime: str, accuracy: Accuracy | None = None,
+                  batch: int = 1, threads: int = 2, policy: TimingPolicy | None = None,
+                  timing_images: torch.Tensor | None = None,
+                  progress: Progress | None = None
+                  ) -> tuple[list[Measured], list[PlanTimed]]:
+    """Deploy every candidate on this CPU in ``runtime`` and measure it (see :class:`Measured`).
+
+    ``candidates`` must hold the float32 plan under :data:`REFERENCE`: every other candidate
+    is timed against it, all in the same interleaved rounds, on the first ``batch`` of
+    ``timing_images`` (default ``calib``).
+
+    Returns:
+        (the measurements, in the order of ``candidates``; (plan, its timing against float32,
+        the MLPs whose chains its deployment fused) for every plan but the reference).
+
+    Raises:
+        ValueError: no :data:`REFERENCE` candidate.
     """
     from mixprec.deploy import deploy
 
+    if REFERENCE not in candidates:
+        raise ValueError(f"measure_plans needs the float32 plan as {REFERENCE!r}")
     say = progress or (lambda message: None)
     stats = calibrate(model, list(units), calib)
     deployed: dict[str, Any] = {}
-    for name, point in plans.items():
+    for name, candidate in candidates.items():
         say(f"deploying {name} ({runtime})")
-        deployed[name] = deploy(model, point.plan, calib=calib, runtime=runtime, units=units,
-                                stats=stats, threads=threads)
-    x = images[:batch]
-    say(f"timing {len(deployed)} deployed plans, {rounds} interleaved rounds")
+        if candidate.point is not None:
+            deployed[name] = deploy(model, candidate.point.plan, calib=calib, runtime=runtime,
+                                    units=units, stats=stats, threads=threads)
+        else:
+            deployed[name] = candidate.peer
+    x = (calib if timing_images is None else timing_images)[:batch]
+    say(f"timing {len(deployed)} deployed models against float32, interleaved rounds")
+    others = [n for n in deployed if n != REFERENCE]
     with torch.inference_mode():
-        timings = time_round_robin([_caller(d, x) for d in deployed.values()], rounds=rounds,
-                                   repeats=repeats)
-    found = []
-    for (name, point), timing in zip(plans.items(), timings):
-        say(f"evaluating {name} on {len(images)} images")
-        real = _logits(deployed[name], images)
-        simulated = _logits(simulate(model, point.plan, calib, units=units, stats=stats),
-                            images[:CHECK_IMAGES])
-        found.append(Measured(name, runtime, timing.median_ms, timing.spread_ms,
-                              point.latency_ms, point.error, _top1(real, labels),
-                              sqnr_db(real[:CHECK_IMAGES], simulated)))
-    return found
+        timings = dict(zip(others, time_against(_caller(deployed[REFERENCE], x),
+                                                [_caller(deployed[n], x) for n in others],
+                                                policy)))
+        reference_ms = statistics.median(t.reference_ms for t in timings.values())
+        float_out = _outputs(model, calib)
+    found: list[Measured] = []
+    learned: list[PlanTimed] = []
+    for name, candidate in candidates.items():
+        say(f"evaluating {name}")
+        timing = timings.get(name)
+        latency = timing.ms if timing is not None else reference_ms
+        ci = timing.ratio_ci * latency if timing is not None else 0.0
+        real = deployed[name]
+        out = _outputs(real, calib)
+        point = candidate.point
+        sqnr = None
+        if point is not None:
+            simulated = _outputs(simulate(model, point.plan, calib, units=units, stats=stats),
+                                 calib[:CHECK_IMAGES])
+            sqnr = sqnr_db(out[:CHECK_IMAGES], simulated)
+            if timing is not None:
+                report = getattr(real, "deploy_report", None)
+                learned.append((point.plan, timing, tuple(getattr(report, "fused", ()))))
+        found.append(Measured(
+            name, candidate.role, runtime, latency, ci,
+            point.latency_ms if point else None, point.error if point else None,
+            accuracy(real) if accuracy is not None else None,
+            noise_to_signal(out, float_out), sqnr))
+    return found, learned
 
 
 def fp32_ms(rows: Sequence[Mapping[str, Any]]) -> float | None:
-    """The measured latency of the float32 plan among measurement rows (``to_dict`` form),
-    whether it was measured as ``fp32`` or as the chosen plan equal to it."""
+    """The measured latency of the float32 plan among measurement rows (``to_dict`` form)."""
     for row in rows:
-        if row["name"] == "fp32" or row["name"].endswith("= fp32"):
+        if row["name"] == REFERENCE:
             return float(row["latency_ms"])
     return None
 
 
-def _caller(model: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Callable[[], object]:
-    return lambda: model(x)
+def _caller(model: Callable[..., Any], x: torch.Tensor) -> Callable[[], object]:
+    return lambda: call_model(model, x)
 
 
-def _logits(model: Callable[[torch.Tensor], Any], images: torch.Tensor) -> torch.Tensor:
+def _outputs(model: Callable[..., Any], images: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
-        return torch.cat([torch.as_tensor(model(chunk)).float()
+        return torch.cat([primary_output(call_model(model, chunk)).float()
                           for chunk in images.split(CHUNK)])
-
-
-def _top1(logits: torch.Tensor, labels: torch.Tensor | None) -> float | None:
-    if labels is None:
-        return None
-    return (logits.argmax(-1) == labels).float().mean().item()
-
-
-def plans_to_measure(chosen: FrontPoint, baselines: Mapping[str, FrontPoint],
-                     front: list[FrontPoint], front_points: int) -> dict[str, FrontPoint]:
-    """The chosen plan, the baselines, and ``front_points`` plans spread along the front:
-    name -> point. A plan is measured once: the chosen plan takes the name of the baseline
-    it equals (``chosen = fp32``); front plans equal to another are left out."""
-    from mixprec.search.pareto import spread
-
-    same = [name for name, point in baselines.items() if point.plan == chosen.plan]
-    found: dict[str, FrontPoint] = {
-        "chosen" + (f" = {same[0]}" if same else ""): chosen,
-        **{name: point for name, point in baselines.items() if name not in same}}
-    seen = [p.plan for p in found.values()]
-    for point in spread(front, front_points) if front_points else []:
-        if point.plan not in seen:
-            found[f"front #{front.index(point)}"] = point
-            seen.append(point.plan)
-    return found

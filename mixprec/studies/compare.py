@@ -18,10 +18,11 @@ from mixprec import models, quant, search
 from mixprec.cost_models.table import write_atomic
 from mixprec.kernels.registry import LOCAL_DEVICE
 from mixprec.quant.calibrate import calibrate
+from mixprec.search.accuracy import top1_on
 from mixprec.search.baselines import snapped_choice
 from mixprec.search.problem import build_problem
 from mixprec.search.result import FrontPoint, SearchResult
-from mixprec.search.validate import fp32_ms, measure_plans
+from mixprec.search.validate import REFERENCE, Candidate, fp32_ms, measure_plans
 from mixprec.sensitivity.hybrid import hybrid_plan
 from mixprec.sensitivity.metrics import sqnr_db
 from mixprec.studies.recipe import Recipe
@@ -153,8 +154,13 @@ def _hq_point(recipe: Recipe, data: StudyData, result: SearchResult) -> FrontPoi
 def _measured_rows(recipe: Recipe, data: StudyData, result: SearchResult,
                    plans: dict[str, FrontPoint], threads: int, say: Progress) -> list[Row]:
     units = quant.discover_units(data.model, data.calib[:1])
-    found = measure_plans(data.model, plans, units, data.calib, data.images, data.labels,
-                          result.runtime, batch=recipe.batch, threads=threads, progress=say)
+    candidates = {REFERENCE: Candidate("baseline", result.baselines[recipe.device][REFERENCE])}
+    candidates.update({name: Candidate("plan", point) for name, point in plans.items()
+                       if name != REFERENCE})
+    accuracy = None if data.labels is None else top1_on(data.images, data.labels)
+    found, _ = measure_plans(data.model, candidates, units, data.calib, result.runtime,
+                             accuracy, batch=recipe.batch, threads=threads,
+                             timing_images=data.images, progress=say)
     fp32 = fp32_ms([m.to_dict() for m in found]) or math.nan
     rows = []
     for m in found:

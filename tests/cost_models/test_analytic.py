@@ -1,4 +1,4 @@
-"""Analytic (roofline) tables for the a100 and a15 target classes."""
+"""Analytic (roofline) tables for the a100, a15 and xeon target classes."""
 
 from __future__ import annotations
 
@@ -44,6 +44,17 @@ def test_large_gpu_gemm_runs_faster_in_int8():
     assert static < dynamic < half
 
 
+def test_xeon_runs_amx_int8_and_bf16_faster_than_avx512_float32(deit_tiny_units):
+    from mixprec.kernels.registry import BF16
+
+    table = analytic_table(deit_tiny_units, "xeon", batch=8)
+    assert table.source == "analytic" and table.threads == 2
+    int8, bf16, fp32 = (linears_in(deit_tiny_units, table, s)
+                        for s in (W8A8_STATIC, BF16, FLOAT32))
+    assert int8 < fp32 and bf16 < fp32  # (int8 pays a quantize pass; bf16 does not)
+    assert "Sapphire Rapids" in table.trust_summary()
+
+
 def test_launch_bound_gpu_gains_nothing_from_int8(deit_tiny_units):
     """At batch 1 a DeiT-Tiny on an A100 is launch-bound: the quantize kernels cost more
     than the int8 GEMMs save."""
@@ -52,7 +63,7 @@ def test_launch_bound_gpu_gains_nothing_from_int8(deit_tiny_units):
         linears_in(deit_tiny_units, table, FP16)
 
 
-@pytest.mark.parametrize("device", ["a100", "a15"])
+@pytest.mark.parametrize("device", ["a100", "a15", "xeon"])
 def test_batch_costs_more_and_every_unit_is_covered(deit_tiny_units, device):
     one, eight = (analytic_table(deit_tiny_units, device, batch=b) for b in (1, 8))
     fp32 = Plan.uniform(deit_tiny_units, FLOAT32)

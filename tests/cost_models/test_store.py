@@ -25,7 +25,20 @@ def test_every_shipped_table_loads():
     assert {"mnist-vit", "deit_small_patch16_224", "deit_base_patch16_224",
             "vit_base_patch16_224", "swin_tiny_patch4_window7_224"} <= names
     assert {(t.device, t.batch) for _, t in shipped if t.source == "analytic"} >= \
-        {(d, b) for d in ("a100", "a15") for b in (1, 8)}
+        {(d, b) for d in ("a100", "a15", "xeon") for b in (1, 8)}
+
+
+def test_a_measured_table_of_a_target_class_comes_before_its_analytic_one(tmp_path):
+    units = quant.discover_units(models.load("mnist-vit"), torch.zeros(1, 1, 28, 28))
+    analytic = analytic_table(units, "xeon", 1, model_name="mnist-vit")
+    measured = dataclasses.replace(
+        analytic, provenance={"source": "measured", "cpu_key": "0123456789ab",
+                              "model_name": "mnist-vit"})
+    for table in (analytic, measured):
+        table.save(tmp_path / table_filename(table))
+    assert load("xeon", "mnist-vit", batch=1, folders=[tmp_path]) == measured
+    (tmp_path / table_filename(measured)).unlink()
+    assert load("xeon", "mnist-vit", batch=1, folders=[tmp_path]) == analytic
 
 
 def test_a_missing_table_says_how_to_measure_one(tmp_path):

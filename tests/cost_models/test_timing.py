@@ -1,31 +1,87 @@
-"""Round-robin timing: every callable timed in every round, the order of durations kept."""
+"""Timing against a reference: ratios per round, adaptive rounds, busy blocks timed again."""
 
+import itertools
+import math
 import time
 
 import pytest
 
-from mixprec.cost_models.timing import time_round_robin
+from mixprec.cost_models import timing as timing_module
+from mixprec.cost_models.timing import TimingPolicy, median_ci, time_against, time_call
+
+QUICK = TimingPolicy(repeats=2, warmup=1, min_rounds=4, max_rounds=4)
 
 
-def test_round_robin_times_each_callable_every_round_and_keeps_their_order():
-    calls = {0.002: 0, 0.006: 0, 0.004: 0}
-
-    def sleeper(seconds):
-        def call():
-            calls[seconds] += 1
-            time.sleep(seconds)
-        return call
-
-    timings = time_round_robin([sleeper(s) for s in calls], rounds=3, repeats=4, warmup=1,
-                               settle_s=0.0)
-    assert all(n == 3 * (4 + 1) for n in calls.values())
-    medians = [t.median_ms for t in timings]
-    assert all(m >= s * 1e3 for m, s in zip(medians, calls))
-    assert medians[0] < medians[2] < medians[1]
-    assert all(t.repeats == 12 for t in timings)
+def sleeper(seconds: float, calls: list | None = None):
+    def call():
+        if calls is not None:
+            calls.append(seconds)
+        time.sleep(seconds)
+    return call
 
 
-@pytest.mark.parametrize("rounds, repeats", [(0, 5), (3, 0)])
-def test_round_robin_refuses_empty_timings(rounds, repeats):
-    with pytest.raises(ValueError, match="rounds and repeats"):
-        time_round_robin([lambda: None], rounds=rounds, repeats=repeats)
+def test_ratios_order_the_callables_and_every_one_runs_every_round():
+    calls: list[float] = []
+    found = time_against(sleeper(0.004, calls), [sleeper(s, calls) for s in (0.002, 0.008)],
+                         QUICK)
+    per_turn = QUICK.warmup + QUICK.repeats
+    assert calls.count(0.004) == calls.count(0.002) == calls.count(0.008) == 4 * per_turn
+    fast, slow = found
+    assert fast.ratio < 1 < slow.ratio
+    assert fast.ms < fast.reference_ms < slow.ms
+    assert fast.rounds == slow.rounds == 4 and len(fast.ratios) == 4
+    assert fast.ratio == pytest.approx(0.5, rel=0.3) and slow.ratio == pytest.approx(2, rel=0.3)
+
+
+def test_rounds_are_added_until_the_ratios_are_known_closely_enough(monkeypatch):
+    # a fake clock: the callable's time alternates 1.0 / 1.5 ms while the reference's is 1 ms,
+    # so its ratios spread widely and the interval never narrows: rounds go to the maximum
+    times = {"ref": itertools.repeat(1.0), "var": itertools.cycle([1.0, 1.5])}
+    monkeypatch.setattr(timing_module, "_turn_ms", lambda fn, policy: next(times[fn()]))
+    policy = TimingPolicy(min_rounds=4, max_rounds=9, target_ci=0.02)
+    wide = time_against(lambda: "ref", [lambda: "var"], policy)[0]
+    assert wide.rounds == 9
+    times["var"] = itertools.repeat(1.25)
+    steady = time_against(lambda: "ref", [lambda: "var"], policy)[0]
+    assert steady.rounds == 4 and steady.ratio == pytest.approx(1.25)
+    assert steady.ratio_ci == 0.0
+
+
+def test_a_busy_block_is_timed_again_and_the_calmer_attempt_kept(monkeypatch):
+    # the reference drifts 2x within the first attempt (a busy spell), not in the second
+    attempts = iter([[1.0, 2.0, 1.0, 2.0], [1.0, 1.0, 1.05, 1.0]])
+    current: list[float] = []
+
+    def turn(fn, policy):
+        if fn() == "ref":
+            if not current:
+                current.extend(next(attempts))
+            return current.pop(0)
+        return 3.0
+
+    monkeypatch.setattr(timing_module, "_turn_ms", turn)
+    policy = TimingPolicy(min_rounds=4, max_rounds=4, busy_drift=0.25, retries=1)
+    found = time_against(lambda: "ref", [lambda: "plan"], policy)[0]
+    assert not found.busy and found.reference_ms == pytest.approx(1.0)
+    attempts = iter([[1.0, 2.0, 1.0, 2.0], [1.0, 2.2, 1.0, 2.2]])
+    assert time_against(lambda: "ref", [lambda: "plan"], policy)[0].busy
+
+
+def test_median_confidence_interval():
+    assert math.isinf(median_ci([1.0, 2.0, 3.0]))
+    assert median_ci([2.0] * 8) == 0.0
+    samples = [1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 1.0, 1.0]
+    assert 0 < median_ci(samples) < median_ci([1.0, 1.4, 0.6, 1.0, 1.2, 0.8, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("changes", [{"repeats": 0}, {"min_rounds": 0},
+                                     {"min_rounds": 5, "max_rounds": 4}])
+def test_policy_refuses_empty_timings(changes):
+    with pytest.raises(ValueError, match="timing policy"):
+        TimingPolicy(**changes)
+
+
+def test_time_call_counts_warmup_and_repeats():
+    calls: list[float] = []
+    found = time_call(sleeper(0.001, calls), repeats=5, warmup=2)
+    assert len(calls) == 7 and found.repeats == 5 and found.median_ms >= 1.0
