@@ -158,16 +158,21 @@ def _print(args: argparse.Namespace, result: SearchResult) -> None:
     if args.json:
         print(json.dumps(summary, indent=1))
         return
+    verified = result.measured.get("verified")
     print(f"{args.model} on {result.device} ({result.runtime}, batch {args.batch}): plan "
           f"{result.latency_ms:.3f} ms predicted, predicted error {result.error:.4g}; "
           f"front of {len(result.front)} points")
     for device, table in result.tables.items():
         print(f"latency table ({device}, {table.runtime}): {table.trust_summary()}")
+        if table.fidelity is not None and not table.trusted and device == result.device:
+            print("  its predictions are not to be trusted here: the plan is chosen by "
+                  "measuring the candidates" if verified else
+                  "  its predictions are not to be trusted here: measure the plan before "
+                  "relying on it (run without --no-deploy)")
     if result.study_name:
         print(f"study {result.study_name} in {result.storage}: measured "
               f"{result.measured['refined']['error_measure']} "
               f"{result.measured['refined']['measured_error']:.4f}")
-    verified = result.measured.get("verified")
     if verified:
         _print_verified(result, verified)
     if args.out is not None:

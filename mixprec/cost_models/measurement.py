@@ -7,7 +7,9 @@ kernels of a runtime on the machine at hand, and checked on plans held out of th
    time, random mixes) and 20 held-out mixes are deployed in the runtime and timed against
    the float32 model in blocks of interleaved rounds
    (:func:`~mixprec.cost_models.timing.time_against`): each plan's time is its ratio to the
-   float32 model, which a slow spell of the machine does not move.
+   float32 model, which a slow spell of the machine does not move. Fitted plans get half the
+   rounds of held-out ones (:func:`fit_policy`); held-out plans are timed twice, in other
+   blocks each time.
 3. The table's terms (an entry per shape class and spec, attention pairs, fc1 -> fc2
    transitions) are fitted to the designed plans by bounded, robust least squares
    (:mod:`~mixprec.cost_models.fit`).
@@ -30,7 +32,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,15 @@ EXTENSION_SHARE = 0.5
 """An extension may take at most this share of the first pass's time (at least 30 s)."""
 
 
+def fit_policy(policy: TimingPolicy) -> TimingPolicy:
+    """The timing of fitted plans: half the rounds of the held-out plans' (at most their
+    minimum). The fit averages over many plans; the held-out figures rest on each plan
+    alone (DeiT-S b1 at 45 ms a call: 24 rounds of every plan would take 15 min)."""
+    rounds = max(1, policy.min_rounds // 2)
+    return replace(policy, min_rounds=rounds,
+                   max_rounds=max(rounds, policy.min_rounds))
+
+
 def default_mixes(terms: CostTerms) -> int:
     """Random mixes in a measurement's design: half the entry terms, at least 20."""
     return max(20, len(terms.entry_terms()) // 2)
@@ -141,7 +152,7 @@ def measure(model: nn.Module, example_input: ModelInputs, device: str = LOCAL_DE
         store = MeasurementCache(cache or default_cache_path(provenance["cpu_key"]))
         base_key = {"machine": provenance["cpu_key"], "model": units.model_id,
                     "runtime": runtime, "threads": threads, "batch": sample_count(inputs),
-                    "device": device}
+                    "device": _timed_on(device)}
         timings = PlanTimingStore(store, base_key, units.model_id, units.input_shape)
         setup = _Setup(model, units, inputs, device, runtime, threads, policy)
         run = _Measurement(setup, terms, store, timings, base_key, provenance, progress,
@@ -165,7 +176,7 @@ def timing_store(units: UnitList, device: str, runtime: str, threads: int, batch
 
     key = cpu_fingerprint(threads=threads).key
     base_key = {"machine": key, "model": units.model_id, "runtime": runtime,
-                "threads": threads, "batch": batch, "device": device}
+                "threads": threads, "batch": batch, "device": _timed_on(device)}
     return PlanTimingStore(MeasurementCache(cache or default_cache_path(key)), base_key,
                            units.model_id, units.input_shape)
 
@@ -219,6 +230,12 @@ def warn_if_inconsistent(table: LatencyTable, files: Sequence[Path]) -> None:
                       f"fidelity target: {table.trust_summary()}; plans ranked by it must be "
                       "confirmed by measuring them (search.run(..., verify=True) does)",
                       NoisyTableWarning, stacklevel=3)
+
+
+def _timed_on(device: str) -> str:
+    """The device a timing is keyed by: a ``xeon`` table is timed on this CPU, with the same
+    kernels as a ``cpu`` table of it (it checks that), so both share their timings."""
+    return LOCAL_DEVICE if device == "xeon" else device
 
 
 def _check_measurable(device: str) -> None:
@@ -378,6 +395,7 @@ class _Measurement:
         held = set(self.held_out)
         fitted = [t for t in stored if t.plan not in held]
         base_ms = _float32_ms(stored)
+        anchors = self._within(anchors, base_ms)
         terms = self.terms.entry_terms() + _transition_terms(fitted, self.terms)
         timed = [TimedPlan(self.terms.counts(t.plan, t.fused), t.ratio * base_ms)
                  for t in fitted]
@@ -385,6 +403,22 @@ class _Measurement:
         values, errors = fit_terms(terms, timed, base_ms, lower)
         table = self._assemble(anchors, values, errors, base_ms, fitted)
         return table
+
+    def _within(self, anchors: dict[ShapeKey, dict[str, Any]], base_ms: float
+                ) -> dict[ShapeKey, dict[str, Any]]:
+        """The anchors, scaled down together when the float32 units timed alone add up to
+        more than the whole float32 model (ONNX Runtime: a one-module session misses the
+        whole graph's fusions), so that the remainder is not negative. Predictions do not
+        depend on the anchors; the bounds of the fit do (no unit below zero time)."""
+        total = sum(anchors[shape]["ms"] * len(names)
+                    for shape, names in self.terms.classes.items())
+        if total <= base_ms:
+            return anchors
+        factor = base_ms / total
+        logger.info("float32 units timed alone add up to %.3f ms, the model takes %.3f ms: "
+                    "anchors scaled by %.3f", total, base_ms, factor)
+        return {shape: {"ms": a["ms"] * factor, "spread_ms": a["spread_ms"] * factor}
+                for shape, a in anchors.items()}
 
     def _assemble(self, anchors: dict[ShapeKey, dict[str, Any]], values: dict[Term, float],
                   errors: dict[Term, float], base_ms: float, fitted: list[PlanTiming]
@@ -430,9 +464,10 @@ class _Measurement:
         started = time.monotonic()
         anchors = self._anchors()
         s = self.setup
-        self.time_plans([p.plan for p in self.plans], s.policy, desc="measuring latency")
+        fitted = [p.plan for p in self.plans if p.role != "held out"]
+        self.time_plans(fitted, fit_policy(s.policy), desc="measuring latency")
         self.time_plans(self.held_out, s.policy, passes=HELD_OUT_PASSES,
-                        desc="held-out plans, again")
+                        desc="held-out plans")
         first_pass_s = time.monotonic() - started
         table = self.fit(anchors)
         found = self.check(table)
@@ -465,7 +500,7 @@ class _Measurement:
                                         max(10, self.mixes // 2), seed=step)
                 if p not in held]
         policy = self.setup.policy
-        self.time_plans(more, policy, desc=f"extension {step}: more plans")
+        self.time_plans(more, fit_policy(policy), desc=f"extension {step}: more plans")
         self.time_plans(self.held_out, policy, passes=HELD_OUT_PASSES + step,
                         desc=f"extension {step}: held-out plans, again")
 

@@ -76,7 +76,7 @@ class TimingPolicy:
     min_rounds: int = 12
     max_rounds: int = 24
     target_ci: float = 0.02
-    busy_drift: float = 0.25
+    busy_drift: float = 0.3
     retries: int = 1
 
     def __post_init__(self) -> None:

@@ -44,7 +44,9 @@ class SearchResult:
         tables: device -> the latency table used there.
         sensitivity: the sensitivity table used.
         measured: what was measured to choose the plan (``max_drop`` mode: the top-1 of the
-            float model and of each plan tried; refinement: the measured front), else empty.
+            float model and of each plan tried; refinement: the measured front; the measured
+            choice: ``verified``, its decision (:class:`~mixprec.search.verify.Verification`
+            as data), and ``deployed``, every row measured), else empty.
         study_name: the refinement study (None: no refinement).
         storage: its storage URL.
         baselines: device -> baseline name (``fp32``, ``int8 static``, ...) -> the uniform
@@ -74,7 +76,9 @@ class SearchResult:
             "front_points": {d: len(f) for d, f in self.fronts.items()},
             "tables": {d: {"source": t.source, "runtime": t.runtime, "batch": t.batch,
                            "threads": t.threads, "cpu": t.provenance.get("cpu"),
-                           "cpu_key": t.provenance.get("cpu_key")}
+                           "cpu_key": t.provenance.get("cpu_key"),
+                           "fidelity": t.provenance.get("fidelity"), "trusted": t.trusted,
+                           "trust": t.trust_summary()}
                        for d, t in self.tables.items()},
             "sensitivity": self.sensitivity.method,
             "measured": self.measured, "study_name": self.study_name, "storage": self.storage,

@@ -183,7 +183,8 @@ def _verified(model: nn.Module, name: str, units: UnitList, problem: SearchProbl
     refitted = None
     if table.source == "measured":
         refitted = cost_models.learn(table, model, example, learned)
-        verification = dataclasses.replace(verification, learned=len(learned))
+        if refitted is not None:
+            verification = dataclasses.replace(verification, learned=len(learned))
     measured["verified"] = verification.to_dict()
     measured["deployed"] = [r.to_dict() for r in verification.rows]
     if verification.replaced:

@@ -100,6 +100,47 @@ def test_cpu_uses_the_table_of_this_machine(mnist_model, a15, monkeypatch):
     assert [p.latency_ms for p in result.front] == [p.latency_ms for p in a15.front]
 
 
+def test_verify_returns_the_best_measured_plan(mnist_model, a15, monkeypatch):
+    """The measured choice on this CPU: plans around the solver's choice, the baselines and
+    torch's one-line peer deployed and timed; the returned plan is a measured row that no
+    measured plan beats on both latency and top-1."""
+    from mixprec.cost_models.timing import TimingPolicy
+
+    analytic = a15.tables["a15"]
+    data = analytic.to_dict()
+    data.update(device="cpu", runtime="torch", threads=2)
+    data["provenance"] = {**data["provenance"], "source": "measured",
+                          "cpu_key": cpu_fingerprint(2).key, "model_name": "mnist-vit-small"}
+    save_measured(LatencyTable.from_dict(data))
+    monkeypatch.setattr(cost_models, "measure", _no_measuring)
+    budget = (a15.front[0].latency_ms + a15.front[-1].latency_ms) / 2
+    result = search.run(mnist_model, budget, device="cpu", runtime="torch", verify=True,
+                        side=1, timing=TimingPolicy(repeats=1, warmup=0, min_rounds=2,
+                                                    max_rounds=2))
+    verified = result.measured["verified"]
+    rows = {r["name"]: r for r in result.measured["deployed"]}
+    assert {"fp32", "int8 static", "torch.ao dynamic int8"} <= set(rows)
+    chosen = rows[verified["chosen"]]
+    plans = [r for r in rows.values() if r["role"] != "peer"]
+    within = [r for r in plans if r["latency_ms"] <= budget]
+    assert chosen["role"] != "peer" and result.plan == _plan_of(result, verified["chosen"])
+    if within:  # the most accurate measured within the budget, the faster on a tie
+        assert chosen in within
+        assert chosen["top1"] == max(r["top1"] for r in within)
+    assert not [r for r in plans if r is not chosen and r["latency_ms"] <= chosen["latency_ms"]
+                and r["top1"] >= chosen["top1"] and r["latency_ms"] < chosen["latency_ms"]]
+    assert verified["learned"] == 0  # a table without its design timings is not refitted
+    with pytest.raises(ValueError, match="device must be 'cpu'"):
+        search.run(mnist_model, device="a15", verify=True)
+
+
+def _plan_of(result, name: str):
+    """The plan of a measured row: a baseline's, or a front plan's (``front #k``)."""
+    if name in result.baselines["cpu"]:
+        return result.baselines["cpu"][name].plan
+    return result.front[int(name.split("#")[1])].plan
+
+
 def _no_measuring(*args, **kwargs):
     raise AssertionError("the saved table should have been used")
 
