@@ -21,7 +21,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -60,7 +60,11 @@ class TimingPolicy:
     turns' medians, which the median over rounds leaves out).
 
     Attributes:
-        repeats: timed calls per turn (their median is the turn's time).
+        repeats: timed calls per turn at most (their median is the turn's time); fewer when
+            the reference's call is long: as many as ``turn_ms`` takes, at least one (DeiT-S
+            at 45 ms a call: one, which halves a block's time; the rounds, not the calls of a
+            turn, average out a busy machine).
+        turn_ms: the timed time a turn aims at.
         warmup: untimed calls at the start of a turn.
         min_rounds: rounds always timed.
         max_rounds: rounds at most (adaptive: added while a ratio's confidence interval is
@@ -72,6 +76,7 @@ class TimingPolicy:
     """
 
     repeats: int = 3
+    turn_ms: float = 20.0
     warmup: int = 1
     min_rounds: int = 12
     max_rounds: int = 24
@@ -171,6 +176,15 @@ def _rounds(reference: Callable[[], object], fns: Sequence[Callable[[], object]]
     return reference_ms, times
 
 
+def _turns_for(reference: Callable[[], object], policy: TimingPolicy) -> TimingPolicy:
+    """``policy`` with as many timed calls per turn as ``policy.turn_ms`` takes of the
+    reference (one warm call timed), at least one, at most ``policy.repeats``."""
+    reference()
+    call_ms = _once_ms(reference)
+    calls = max(1, min(policy.repeats, math.ceil(policy.turn_ms / max(call_ms, 1e-3))))
+    return replace(policy, repeats=calls)
+
+
 def _ratios(times: Sequence[float], reference_ms: Sequence[float]) -> list[float]:
     return [t / r for t, r in zip(times, reference_ms)]
 
@@ -184,7 +198,7 @@ def time_against(reference: Callable[[], object], fns: Sequence[Callable[[], obj
     ``policy.busy_drift`` (the machine was busy), the block is timed again, up to
     ``policy.retries`` times; the calmest attempt is kept and, if still busy, marked so.
     """
-    policy = policy or TimingPolicy()
+    policy = _turns_for(reference, policy or TimingPolicy())
     best: tuple[float, list[float], list[list[float]]] | None = None
     for attempt in range(policy.retries + 1):
         reference_ms, times = _rounds(reference, fns, policy)

@@ -28,7 +28,8 @@ Progress = Callable[[str], None]
 Accuracy = Callable[[Callable[..., Any]], float]
 """Top-1 of a (deployed) model on labelled images."""
 CHECK_IMAGES = 64
-"""Images the deployed outputs are compared with the simulation's on."""
+"""Calibration images the deployed outputs are compared on, with the simulation's and the
+float model's."""
 CHUNK = 250
 """Images per forward pass when comparing outputs."""
 REFERENCE = "fp32"
@@ -51,8 +52,8 @@ class Measured:
         predicted_ms: the latency table's prediction (None for a peer).
         predicted_error: the sensitivity table's predicted error (None for a peer).
         top1: top-1 of the deployed model (None: no labels).
-        output_error: noise-to-signal of its outputs against the float model's on the
-            calibration images.
+        output_error: noise-to-signal of its outputs against the float model's on the first
+            :data:`CHECK_IMAGES` calibration images.
         sqnr_db: output SQNR of the deployed model against the simulation on the first
             :data:`CHECK_IMAGES` images (inf: identical; None for a peer).
     """
@@ -131,7 +132,8 @@ def measure_plans(model: nn.Module, candidates: Mapping[str, Candidate], units: 
                                                 [_caller(deployed[n], x) for n in others],
                                                 policy)))
         reference_ms = statistics.median(t.reference_ms for t in timings.values())
-        float_out = _outputs(model, calib)
+        checked = calib[:CHECK_IMAGES]
+        float_out = _outputs(model, checked)
     found: list[Measured] = []
     learned: list[PlanTimed] = []
     for name, candidate in candidates.items():
@@ -140,13 +142,13 @@ def measure_plans(model: nn.Module, candidates: Mapping[str, Candidate], units: 
         latency = timing.ms if timing is not None else reference_ms
         ci = timing.ratio_ci * latency if timing is not None else 0.0
         real = deployed[name]
-        out = _outputs(real, calib)
+        out = _outputs(real, checked)
         point = candidate.point
         sqnr = None
         if point is not None:
             simulated = _outputs(simulate(model, point.plan, calib, units=units, stats=stats),
-                                 calib[:CHECK_IMAGES])
-            sqnr = sqnr_db(out[:CHECK_IMAGES], simulated)
+                                 checked)
+            sqnr = sqnr_db(out, simulated)
             if timing is not None:
                 report = getattr(real, "deploy_report", None)
                 learned.append((point.plan, timing, tuple(getattr(report, "fused", ()))))

@@ -25,12 +25,23 @@ def test_ratios_order_the_callables_and_every_one_runs_every_round():
     found = time_against(sleeper(0.004, calls), [sleeper(s, calls) for s in (0.002, 0.008)],
                          QUICK)
     per_turn = QUICK.warmup + QUICK.repeats
-    assert calls.count(0.004) == calls.count(0.002) == calls.count(0.008) == 4 * per_turn
+    assert calls.count(0.002) == calls.count(0.008) == 4 * per_turn
+    assert calls.count(0.004) == 4 * per_turn + 2  # and one warm and one timed call first
     fast, slow = found
     assert fast.ratio < 1 < slow.ratio
     assert fast.ms < fast.reference_ms < slow.ms
     assert fast.rounds == slow.rounds == 4 and len(fast.ratios) == 4
     assert fast.ratio == pytest.approx(0.5, rel=0.3) and slow.ratio == pytest.approx(2, rel=0.3)
+
+
+def test_a_long_call_gets_fewer_timed_calls_per_turn():
+    calls: list[float] = []
+    policy = TimingPolicy(repeats=3, warmup=1, turn_ms=10, min_rounds=2, max_rounds=2)
+    time_against(sleeper(0.012, calls), [sleeper(0.001, calls)], policy)
+    assert calls.count(0.001) == 2 * (1 + 1)  # 12 ms a call: one timed call per turn
+    calls.clear()
+    time_against(sleeper(0.002, calls), [sleeper(0.001, calls)], policy)
+    assert calls.count(0.001) == 2 * (1 + 3)  # 2 ms a call: all three
 
 
 def test_rounds_are_added_until_the_ratios_are_known_closely_enough(monkeypatch):
