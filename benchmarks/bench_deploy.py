@@ -121,8 +121,7 @@ def ort_configs(model, x, calib, threads: int, extra: dict[str, str]
     from mixprec.deploy.peers import ort_quantize_dynamic
     from mixprec.quant import Plan
 
-    fp32_bytes, names = export_onnx(model, calib)
-    configs = {"ORT fp32": OrtModel(fp32_bytes, names, threads),
+    configs = {"ORT fp32": OrtModel.of(export_onnx(model, calib), threads),
                "ORT quantize_dynamic int8": ort_quantize_dynamic(model, calib, threads)}
     plans = mixprec_plans(model, calib)
     w4 = weight_only_plan(next(iter(plans.values()))[1], "onnxruntime")

@@ -81,7 +81,7 @@ def main() -> None:
                       runtime="onnxruntime", threads=args.threads)
         ours = real.save(folder / "plan.onnx")
         fp32 = folder / "fp32.onnx"
-        fp32.write_bytes(export_onnx(model, calib)[0])
+        fp32.write_bytes(export_onnx(model, calib).onnx_bytes)
         theirs = folder / "ort_dynamic.onnx"
         quantize_dynamic(str(fp32), str(theirs), weight_type=QuantType.QInt8)
         for title, path in ((f"mixprec ORT {args.plan}", ours),

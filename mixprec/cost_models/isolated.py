@@ -86,8 +86,8 @@ def isolated_ms(module: nn.Module, inputs: tuple[torch.Tensor, ...], runtime: st
     from mixprec.deploy.onnx_runtime import OrtModel, export_onnx
 
     def session(mod: nn.Module, feeds: tuple[torch.Tensor, ...]) -> OrtModel:
-        onnx_bytes, names = export_onnx(mod.eval(), feeds if len(feeds) > 1 else feeds[0])
-        return OrtModel(onnx_bytes, names, threads)
+        return OrtModel.of(export_onnx(mod.eval(), feeds if len(feeds) > 1 else feeds[0]),
+                           threads)
 
     # contiguous once, here: a strided capture (attention's Q, K, V are views of the qkv
     # output) would be copied by torch on every call, and the OpenMP threads of that copy

@@ -98,7 +98,7 @@ def export_plan(model: nn.Module, plan: Plan, units: UnitList, calib: torch.Tens
             deployed.save(path)
             from mixprec.deploy.onnx_runtime import OrtModel
 
-            reloaded = OrtModel(path.read_bytes(), deployed.inputs, threads)
+            reloaded = OrtModel(path.read_bytes(), deployed.inputs, threads, deployed.outputs)
             return Exported(path, fmt, sqnr_db=sqnr_db(torch.as_tensor(
                 reloaded(check_images)), simulated), left_float=left, ops=onnx_ops(path))
         before = deployed(check_images)

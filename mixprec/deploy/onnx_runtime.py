@@ -13,12 +13,13 @@ import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from mixprec.deploy.outputs import OutputStructure
 from mixprec.kernels.ort.modules import (
     OrtAttention,
     OrtInt8Conv,
@@ -42,8 +43,10 @@ BATCH_AXIS = "batch"
 class OrtModel:
     """A deployed model backed by an ``onnxruntime.InferenceSession`` on the CPU provider.
 
-    Call it like the PyTorch model (tensors in, a tensor out; a tuple when the graph has
-    several outputs). ``deploy_report`` says what was built. The session's threads spin
+    Call it like the PyTorch model: it returns what the model returned (a tensor, a tuple, a
+    dict, a Hugging Face ``ModelOutput`` with its fields) when built from
+    :func:`export_onnx`'s graph; from bare ONNX bytes, a tensor, or a tuple when the graph
+    has several outputs. ``deploy_report`` says what was built. The session's threads spin
     while a run lasts and stop when it returns (``session.force_spinning_stop``): they do not
     burn the cores between requests, nor slow down the next model run in the process (a
     session timed right after another one, whose threads still spun, ran 2x slower).
@@ -52,9 +55,11 @@ class OrtModel:
         onnx_bytes: the serialized ONNX model.
         inputs: the graph's input names, in the order the model takes them.
         threads: intra-op threads of the session.
+        outputs: the model output's structure, which the graph's outputs are put back into.
     """
 
-    def __init__(self, onnx_bytes: bytes, inputs: Sequence[str], threads: int) -> None:
+    def __init__(self, onnx_bytes: bytes, inputs: Sequence[str], threads: int,
+                 outputs: OutputStructure | None = None) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -67,6 +72,7 @@ class OrtModel:
                                                     providers=["CPUExecutionProvider"])
         self.inputs = list(inputs)
         self.threads = threads
+        self.outputs = outputs
         self.deploy_report: Any = None
 
     def __call__(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> Any:
@@ -77,7 +83,14 @@ class OrtModel:
             raise ValueError(f"missing model input(s) {missing}; the graph takes {self.inputs}")
         arrays = {name: _as_array(value) for name, value in feeds.items()}
         outputs = [torch.from_numpy(o) for o in self.session.run(None, arrays)]
+        if self.outputs is not None:
+            return self.outputs.rebuild(outputs)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    @classmethod
+    def of(cls, graph: OnnxGraph, threads: int) -> OrtModel:
+        """A session on an exported graph, returning what the model returned."""
+        return cls(graph.onnx_bytes, graph.inputs, threads, graph.outputs)
 
     def eval(self) -> OrtModel:
         """No-op (an ONNX Runtime session is always in inference mode)."""
@@ -121,46 +134,53 @@ def build(model: nn.Module, units: list[Unit], plan: Plan, stats: CalibrationSta
         return OrtAttention(qk, pv, points, split)
 
     swap_units(exported, units, plan, stats, gemm, attention)
-    onnx_bytes, names = export_onnx(exported, example)
-    return OrtModel(onnx_bytes, names, threads)
+    return OrtModel.of(export_onnx(exported, example), threads)
 
 
-def export_onnx(model: nn.Module, example: ModelInputs) -> tuple[bytes, list[str]]:
-    """ONNX bytes of ``model`` traced on ``example`` (dynamic batch axis), and input names."""
+class OnnxGraph(NamedTuple):
+    """An exported model: the ONNX bytes, the graph's input names (in the order the model
+    takes them) and the structure its outputs are put back into."""
+
+    onnx_bytes: bytes
+    inputs: list[str]
+    outputs: OutputStructure
+
+
+def export_onnx(model: nn.Module, example: ModelInputs) -> OnnxGraph:
+    """``model`` traced on ``example`` into ONNX (dynamic batch axis); the graph returns the
+    tensors of the model's output, flat."""
     names = input_names(example)
     sample = first_samples(example, 2)
+    positional = _Positional(model, names, isinstance(sample, Mapping))
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            _Positional(model, names, isinstance(sample, Mapping)), tuple(tensors(sample)),
+            positional, tuple(tensors(sample)),
             buffer, dynamo=False, opset_version=OPSET, custom_opsets={MS_DOMAIN: 1},
             input_names=names, dynamic_axes={n: {0: BATCH_AXIS} for n in names})
     logger.info("exported ONNX graph: %.1f MB", buffer.tell() / 1e6)
-    return buffer.getvalue(), names
+    if positional.structure is None:
+        raise RuntimeError("the ONNX export did not call the model")
+    return OnnxGraph(buffer.getvalue(), names, positional.structure)
 
 
 class _Positional(nn.Module):
     """Takes the inputs positionally, in ``input_names`` order (as the exporter passes
-    them), and calls the model as it expects them (keywords for dict inputs)."""
+    them), calls the model as it expects them (keywords for dict inputs) and returns its
+    output's tensors, flat, keeping the output's structure."""
 
     def __init__(self, model: nn.Module, names: list[str], keywords: bool) -> None:
         super().__init__()
         self.model, self.names, self.keywords = model, names, keywords
+        self.structure: OutputStructure | None = None
 
-    def forward(self, *args: torch.Tensor) -> Any:
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         inputs: ModelInputs = dict(zip(self.names, args)) if self.keywords else \
             (args[0] if len(args) == 1 else args)
-        return _plain(call_model(self.model, inputs))
-
-
-def _plain(output: Any) -> Any:
-    """A model output as tensors (Hugging Face ``ModelOutput`` as a tuple)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, Mapping):
-        return tuple(v for v in output.values() if isinstance(v, torch.Tensor))
-    return output
+        output = call_model(self.model, inputs)
+        self.structure = OutputStructure.of(output)
+        return OutputStructure.flatten(output)
 
 
 def _as_array(value: Any) -> np.ndarray:

@@ -49,9 +49,9 @@ def ort_quantize_dynamic(model: nn.Module, example: ModelInputs, threads: int) -
 
     from mixprec.deploy.onnx_runtime import OrtModel, export_onnx
 
-    fp32_bytes, names = export_onnx(model, example)
+    fp32 = export_onnx(model, example)
     with tempfile.TemporaryDirectory(prefix="mixprec-peer-") as folder:
         source, target = Path(folder) / "fp32.onnx", Path(folder) / "dynamic.onnx"
-        source.write_bytes(fp32_bytes)
+        source.write_bytes(fp32.onnx_bytes)
         quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
-        return OrtModel(target.read_bytes(), names, threads)
+        return OrtModel(target.read_bytes(), fp32.inputs, threads, fp32.outputs)

@@ -49,8 +49,7 @@ INT8_SPECS = [W8A8_STATIC, W8A8_DYNAMIC, W8A8_DYNAMIC_TENSOR, W8A8_DYNAMIC_AFFIN
 
 
 def run_in_ort(module: nn.Module, x: torch.Tensor):
-    onnx_bytes, names = export_onnx(module, x)
-    return OrtModel(onnx_bytes, names, threads=1)(x)
+    return OrtModel.of(export_onnx(module, x), threads=1)(x)
 
 
 class Apply(nn.Module):
