@@ -2,7 +2,9 @@
 
 Each baseline gives every unit one spec family where the unit can take it on the device
 (its options), and float32 elsewhere: float32 everywhere, int8 weights with static
-activations, int8 weights with dynamic activations, and 4-bit weights with float activations.
+activations, int8 weights with dynamic activations (per token, and where the runtime offers it
+per tensor as ONNX Runtime's ``quantize_dynamic`` does), and 4-bit weights with float
+activations.
 Where a runtime runs 8-bit activations inexactly here, its exact 7-bit form is the option
 (the widest activation bits a unit offers are taken).
 """
@@ -25,10 +27,16 @@ BASELINES: dict[str, SpecFamily] = {
     "fp32": lambda s: s == FLOAT32,
     "int8 static": lambda s: s.weight_bits == 8 and s.act_mode == "static",
     "int8 dynamic": lambda s: s.weight_bits == 8 and s.act_mode == "dynamic",
+    "int8 dynamic affine": lambda s: (s.weight_bits == 8 and s.act_mode == "dynamic"
+                                      and s.act_granularity == "per_tensor"
+                                      and not s.act_symmetric),
     "int4 weight-only": lambda s: s.weight_bits == 4 and s.act_mode == "none",
 }
 """Baseline name -> the specs it gives a unit (the first such option with the widest
-activations; float32 where a unit has none)."""
+activations; float32 where a unit has none). ``int8 dynamic affine`` is ONNX Runtime
+``quantize_dynamic``'s own format (one scale and zero point per tensor, fused into
+DynamicQuantizeMatMul): the one-line peer's plan, deployed and simulated by mixprec, so that a
+search can return it; where no unit offers it, it is float32 and left out."""
 
 
 def uniform_choice(problem: SearchProblem, family: SpecFamily) -> Choice | None:

@@ -14,7 +14,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
-COMPARABLE = ("fp32", "int8 static", "int8 dynamic", "int4 weight-only", "hq", "searched")
+COMPARABLE = ("fp32", "int8 static", "int8 dynamic", "int8 dynamic affine", "int4 weight-only",
+              "hq", "searched")
 """What a recipe may compare: the uniform baselines, Hybrid Quantization, searched plans."""
 
 

@@ -13,6 +13,8 @@ FP32 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none")
 W8A8 = QuantSpec(weight_bits=8, act_bits=8, act_mode="static")
 W8A7 = QuantSpec(weight_bits=8, act_bits=7, act_mode="static")
 DYN = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic")
+AFFINE = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic", act_granularity="per_tensor",
+                   act_symmetric=False)
 
 
 def problem(options, pairs=(), ties=()) -> SearchProblem:
@@ -34,6 +36,17 @@ def test_baselines_that_equal_float_or_cannot_run_are_left_out():
     found = baseline_choices(p)
     assert set(found) == {"fp32", "int8 dynamic"}  # static cannot run; int4 is float
     assert found["int8 dynamic"] == (0, 2)
+
+
+def test_the_quantize_dynamic_format_is_a_baseline_where_units_offer_it():
+    """ONNX Runtime's ``quantize_dynamic`` format (affine per-tensor dynamic) gets its own
+    baseline on the units that offer it (float32 elsewhere); per-token dynamic stays the
+    ``int8 dynamic`` one."""
+    p = problem([[FP32, W8A8, DYN, AFFINE], [FP32, DYN], [FP32, W8A8, DYN, AFFINE]])
+    found = baseline_choices(p)
+    assert found["int8 dynamic affine"] == (3, 0, 3)
+    assert found["int8 dynamic"] == (2, 1, 2)
+    assert "int8 dynamic affine" not in baseline_choices(problem([[FP32, DYN], [FP32, W8A8]]))
 
 
 def test_snapped_plan_keeps_its_options_and_maps_the_rest_to_their_family():

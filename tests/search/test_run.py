@@ -87,14 +87,18 @@ def test_bad_inputs_are_named(mnist_model):
         search.run(42, device="a15")
 
 
-def test_cpu_uses_the_table_of_this_machine(mnist_model, a15, monkeypatch):
-    analytic = a15.tables["a15"]
-    data = analytic.to_dict()
+def _a15_table_as_measured_here(a15, monkeypatch) -> None:
+    """Save the a15 table as if measured on this CPU (torch, 2 threads); measuring fails."""
+    data = a15.tables["a15"].to_dict()
     data.update(device="cpu", runtime="torch", threads=2)
     data["provenance"] = {**data["provenance"], "source": "measured",
                           "cpu_key": cpu_fingerprint(2).key, "model_name": "mnist-vit-small"}
     save_measured(LatencyTable.from_dict(data))
     monkeypatch.setattr(cost_models, "measure", _no_measuring)
+
+
+def test_cpu_uses_the_table_of_this_machine(mnist_model, a15, monkeypatch):
+    _a15_table_as_measured_here(a15, monkeypatch)
     result = search.run(mnist_model, device="cpu", runtime="torch")
     assert result.runtime == "torch" and result.tables["cpu"].source == "measured"
     assert [p.latency_ms for p in result.front] == [p.latency_ms for p in a15.front]
@@ -106,13 +110,7 @@ def test_verify_returns_the_best_measured_plan(mnist_model, a15, monkeypatch):
     measured plan beats on both latency and top-1."""
     from mixprec.cost_models.timing import TimingPolicy
 
-    analytic = a15.tables["a15"]
-    data = analytic.to_dict()
-    data.update(device="cpu", runtime="torch", threads=2)
-    data["provenance"] = {**data["provenance"], "source": "measured",
-                          "cpu_key": cpu_fingerprint(2).key, "model_name": "mnist-vit-small"}
-    save_measured(LatencyTable.from_dict(data))
-    monkeypatch.setattr(cost_models, "measure", _no_measuring)
+    _a15_table_as_measured_here(a15, monkeypatch)
     budget = (a15.front[0].latency_ms + a15.front[-1].latency_ms) / 2
     result = search.run(mnist_model, budget, device="cpu", runtime="torch", verify=True,
                         side=1, timing=TimingPolicy(repeats=1, warmup=0, min_rounds=2,
