@@ -104,7 +104,7 @@ def run_case(name: str, batch: int, runtime: str, plans: int, threads: int, pass
         parts = latency_breakdown(plan, at_speed)
         rows.append({"measured": ms, "as measured": latency_breakdown(plan, table).total,
                      "full": parts.total, "no transitions": parts.units + parts.remainder,
-                     "naive": parts.units})
+                     "naive": parts.units, "plan": {n: plan[n].label for n in plan}})
     queue.put({"case": f"{name} b{batch} {runtime}", "rows": rows, "table_s": table_s,
                "float32_ms": table.provenance["float32_model_ms"], "speed_factor": factor,
                "own": table.provenance.get("fidelity"),

@@ -45,8 +45,11 @@ W8A8_DYNAMIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic")
 W8A7_STATIC = QuantSpec(weight_bits=8, act_bits=7, act_mode="static")
 W8A7_DYNAMIC = QuantSpec(weight_bits=8, act_bits=7, act_mode="dynamic")
 W8A8_DYNAMIC_AFFINE = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic",
-                                act_granularity="per_tensor", act_symmetric=False)
-"""ONNX Runtime ``quantize_dynamic``'s activation format (with per-channel weights)."""
+                                weight_granularity="per_tensor", act_granularity="per_tensor",
+                                act_symmetric=False)
+"""ONNX Runtime ``quantize_dynamic``'s format: one symmetric int8 scale per weight tensor, one
+affine scale and zero point per activation tensor (a model of such units computes what
+``quantize_dynamic``'s model computes)."""
 W8A16_BF16 = QuantSpec(weight_bits=8, act_bits=16, act_mode="none", float_dtype="bfloat16")
 W4A16_G32 = QuantSpec(weight_bits=4, act_bits=16, act_mode="none",
                       weight_granularity="per_group", group_size=32)

@@ -141,7 +141,8 @@ class QuantSpec:
     def label(self) -> str:
         """Short human label, e.g. ``W8A8-static``, ``W4A8-dynamic-t25@8``, ``W8A16-bf16``
         (the float dtype of the unquantized parts, when it is not float32) or
-        ``W8A8-dynamic-tensor-affine`` (activation options other than the defaults)."""
+        ``W8tA8-dynamic-tensor-affine`` (options other than the defaults: ``t`` marks one
+        scale per weight tensor)."""
         if self.is_float:
             return f"float-{self.float_dtype}"
         w = f"W{self.weight_bits}" if self.quantizes_weights else "W16"
@@ -152,6 +153,8 @@ class QuantSpec:
             a += "-affine"
         if self.weight_granularity == "per_group":
             w += f"g{self.group_size}"
+        elif self.weight_granularity == "per_tensor" and self.quantizes_weights:
+            w += "t"
         split = ""
         if self.token_split is not None:
             split = f"-t{round(self.token_split.fraction * 100)}@{self.token_split.high_bits}"

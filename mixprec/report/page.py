@@ -150,7 +150,8 @@ def _measured_table(rows: Sequence[dict[str, Any]], verified: dict[str, Any] | N
     body = []
     for r in rows:
         speedup = f"{reference / r['latency_ms']:.2f}x" if reference else ""
-        sqnr = ("" if r["role"] == "peer" else
+        sqnr = (f"the same model as {_e(r['same_as'])}" if r.get("same_as") else
+                "" if r["role"] == "peer" else
                 "identical" if r["sqnr_db"] is None else f"{r['sqnr_db']:.1f} dB")
         name = f"<b>{_e(r['name'])} (chosen)</b>" if r["name"] == chosen else _e(r["name"])
         body.append(f"<tr><td>{name}</td><td>{_e(r['role'])}</td>"

@@ -2,14 +2,16 @@
 (against the float32 plan, in interleaved rounds), accuracy (top-1 where there are labels,
 else the output's noise-to-signal against the float model), and how far the deployed outputs
 are from the simulation's (the same calibration statistics serve both). A runtime's one-line
-peer (:mod:`mixprec.deploy.peers`) can be measured with them."""
+peer (:mod:`mixprec.deploy.peers`) can be measured with them; a peer whose outputs equal a
+plan's is that plan (ONNX Runtime's ``quantize_dynamic`` is mixprec's uniform
+``W8tA8-dynamic-tensor-affine`` plan), measured once, so that the plan stands for it."""
 
 from __future__ import annotations
 
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -31,6 +33,9 @@ CHECK_IMAGES = 64
 """Calibration images the deployed outputs are compared on, with the simulation's and the
 float model's."""
 CHUNK = 250
+SAME_OUTPUTS = 1e-5
+"""Largest output difference, relative to the outputs' largest magnitude, at which a peer is
+the same model as a plan (float32 rounding of the same integer computation)."""
 """Images per forward pass when comparing outputs."""
 REFERENCE = "fp32"
 """The name of the float32 plan every timing is taken against."""
@@ -56,6 +61,8 @@ class Measured:
             :data:`CHECK_IMAGES` calibration images.
         sqnr_db: output SQNR of the deployed model against the simulation on the first
             :data:`CHECK_IMAGES` images (inf: identical; None for a peer).
+        same_as: for a peer, the plan whose outputs it equals (its figures are that plan's:
+            the same model, measured once), else None.
     """
 
     name: str
@@ -68,6 +75,7 @@ class Measured:
     top1: float | None
     output_error: float
     sqnr_db: float | None
+    same_as: str | None = None
 
     @property
     def accuracy(self) -> float:
@@ -124,25 +132,31 @@ def measure_plans(model: nn.Module, candidates: Mapping[str, Candidate], units: 
                                     units=units, stats=stats, threads=threads)
         else:
             deployed[name] = candidate.peer
+    checked = calib[:CHECK_IMAGES]
+    outputs = {name: _outputs(real, checked) for name, real in deployed.items()}
+    same_as = {name: _same_model(outputs[name], {n: outputs[n] for n, c in candidates.items()
+                                                 if c.point is not None})
+               for name, candidate in candidates.items() if candidate.point is None}
     x = (calib if timing_images is None else timing_images)[:batch]
-    say(f"timing {len(deployed)} deployed models against float32, interleaved rounds")
-    others = [n for n in deployed if n != REFERENCE]
+    others = [n for n in deployed if n != REFERENCE and same_as.get(n) is None]
+    say(f"timing {len(others) + 1} deployed models against float32, interleaved rounds")
     with torch.inference_mode():
         timings = dict(zip(others, time_against(_caller(deployed[REFERENCE], x),
                                                 [_caller(deployed[n], x) for n in others],
                                                 policy)))
         reference_ms = statistics.median(t.reference_ms for t in timings.values())
-        checked = calib[:CHECK_IMAGES]
         float_out = _outputs(model, checked)
-    found: list[Measured] = []
+    found: dict[str, Measured] = {}
     learned: list[PlanTimed] = []
     for name, candidate in candidates.items():
+        if same_as.get(name) is not None:
+            continue
         say(f"evaluating {name}")
         timing = timings.get(name)
         latency = timing.ms if timing is not None else reference_ms
         ci = timing.ratio_ci * latency if timing is not None else 0.0
         real = deployed[name]
-        out = _outputs(real, checked)
+        out = outputs[name]
         point = candidate.point
         sqnr = None
         if point is not None:
@@ -152,12 +166,16 @@ def measure_plans(model: nn.Module, candidates: Mapping[str, Candidate], units: 
             if timing is not None:
                 report = getattr(real, "deploy_report", None)
                 learned.append((point.plan, timing, tuple(getattr(report, "fused", ()))))
-        found.append(Measured(
+        found[name] = Measured(
             name, candidate.role, runtime, latency, ci,
             point.latency_ms if point else None, point.error if point else None,
             accuracy(real) if accuracy is not None else None,
-            noise_to_signal(out, float_out), sqnr))
-    return found, learned
+            noise_to_signal(out, float_out), sqnr)
+    for name, plan_name in same_as.items():
+        if plan_name is not None:
+            found[name] = replace(found[plan_name], name=name, role="peer", predicted_ms=None,
+                                  predicted_error=None, sqnr_db=None, same_as=plan_name)
+    return [found[name] for name in candidates], learned
 
 
 def fp32_ms(rows: Sequence[Mapping[str, Any]]) -> float | None:
@@ -165,6 +183,15 @@ def fp32_ms(rows: Sequence[Mapping[str, Any]]) -> float | None:
     for row in rows:
         if row["name"] == REFERENCE:
             return float(row["latency_ms"])
+    return None
+
+
+def _same_model(peer: torch.Tensor, plans: Mapping[str, torch.Tensor]) -> str | None:
+    """The first plan whose outputs equal ``peer``'s (up to :data:`SAME_OUTPUTS`), or None."""
+    for name, out in plans.items():
+        if out.shape == peer.shape and ((out - peer).abs().max()
+                                        <= SAME_OUTPUTS * out.abs().max().clamp_min(1e-30)):
+            return name
     return None
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -68,7 +68,8 @@ class Verification:
         relations: every baseline and peer (but the chosen one) -> how the chosen plan
             compares with it.
         dominated_by: rows that are faster and at least as accurate than the chosen one
-            (only a peer can be, which mixprec cannot return as a plan).
+            (only a peer can be, when it is none of the plans measured: mixprec returns
+            plans).
         learned: timings added to the latency table's cache.
     """
 
@@ -173,7 +174,13 @@ def dominates(a: Measured, b: Measured) -> bool:
 
 
 def relation(chosen: Measured, other: Measured) -> str:
-    """How ``chosen`` compares with ``other``, in words."""
+    """How ``chosen`` compares with ``other``, in words (a peer that is one of the plans says
+    which)."""
+    if other.same_as == chosen.name:
+        return "the same model as the chosen plan (equal outputs)"
+    if other.same_as is not None:
+        return f"the same model as {other.same_as} (equal outputs); " + relation(
+            chosen, replace(other, same_as=None))
     speed = other.latency_ms / chosen.latency_ms
     if chosen.top1 is not None and other.top1 is not None:
         accuracy = f"top-1 {chosen.top1:.4f} vs {other.top1:.4f}"

@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from mixprec.cost_models.timing import RatioTiming
-from mixprec.kernels.registry import FP32, W8A8_DYNAMIC, W8A8_STATIC
+from mixprec.deploy.peers import PEER_NAMES
+from mixprec.kernels.registry import (
+    FP32,
+    W8A8_DYNAMIC,
+    W8A8_DYNAMIC_AFFINE,
+    W8A8_STATIC,
+    WEIGHT_KINDS,
+)
 from mixprec.quant import Plan
 from mixprec.search import validate
 from mixprec.search.result import FrontPoint
@@ -119,3 +126,34 @@ def test_the_guard_replaces_a_plan_that_a_baseline_dominates(mnist_model, mnist_
     by_name = {r.name: r for r in verification.rows}
     assert by_name["int8 static"].latency_ms == pytest.approx(4.0)
     assert by_name["front #0"].sqnr_db > 30  # deployed computes what the simulation does
+
+
+def test_onnx_runtime_peer_is_the_uniform_affine_plan_measured_once(mnist_model, mnist_units,
+                                                                     mnist_calib, monkeypatch):
+    """ORT's quantize_dynamic computes what mixprec's uniform W8tA8-dynamic-tensor-affine plan
+    computes: the peer row is that plan's, measured once (the peer is not timed apart), so a
+    peer can no longer dominate the plan that stands for it on timing noise."""
+    def on_weights(spec):
+        return Plan(tuple((u.name, spec if u.kind in WEIGHT_KINDS else FP32)
+                          for u in mnist_units))
+
+    baselines = {"fp32": FrontPoint(10.0, 0.0, on_weights(FP32)),
+                 "int8 dynamic affine": FrontPoint(6.0, 0.1, on_weights(W8A8_DYNAMIC_AFFINE))}
+    solver = baselines["int8 dynamic affine"]
+    timed = []
+
+    def fake_timing(reference, fns, policy=None):
+        timed.append(len(fns))
+        return [RatioTiming(0.6, 0.01, 6.0, 10.0, 4, False, (0.6,) * 4) for _ in fns]
+
+    monkeypatch.setattr(validate, "time_against", fake_timing)
+    _, verification, _ = verify_choice(
+        mnist_model, mnist_units, solver, baselines, [solver], mnist_calib[:64],
+        "onnxruntime", Budget(max_drop=0.05), lambda model: 0.9)
+    assert timed == [1]  # the affine plan only: the peer is the same model
+    peer = verification.row(PEER_NAMES["onnxruntime"])
+    assert peer.same_as == "int8 dynamic affine" and peer.role == "peer"
+    assert peer.latency_ms == verification.row("int8 dynamic affine").latency_ms
+    assert verification.chosen == "int8 dynamic affine" and verification.dominated_by == []
+    assert verification.relations[peer.name] == ("the same model as the chosen plan "
+                                                 "(equal outputs)")
