@@ -34,14 +34,31 @@ def load(name: str, weights: str | Path | None = None, pretrained: bool = True) 
         return mnist_vit(name) if weights is None else _loaded(build_mnist_vit(name), weights)
     import timm
 
-    if not timm.is_model(name):
-        raise ValueError(f"unknown model {name!r}: use one of {EMBEDDED_MODELS} or a timm "
-                         "model name")
+    check_name(name)
     if weights is not None:
         return _loaded(timm.create_model(name, pretrained=False), weights)
     if not pretrained:
         return timm.create_model(name, pretrained=False).eval()
     return _cached_pretrained(name)
+
+
+def check_name(name: str) -> None:
+    """Refuse a name that is neither an embedded model nor a timm model, naming the close
+    ones.
+
+    Raises:
+        ValueError: unknown model name.
+    """
+    import difflib
+
+    import timm
+
+    if name in EMBEDDED_MODELS or timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name, [*EMBEDDED_MODELS, *timm.list_models()], n=4)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(f"no model named {name!r}: use {' or '.join(EMBEDDED_MODELS)} (embedded) "
+                     f"or a timm model name such as deit_small_patch16_224{hint}")
 
 
 def embedded_name(model: nn.Module) -> str | None:

@@ -16,7 +16,35 @@ def test_units_lists_units(capsys):
 
 def test_errors_are_reported_not_raised(capsys):
     assert main(["units", "--model", "nope"]) == 2
-    assert "unknown model" in capsys.readouterr().err
+    assert "no model named 'nope'" in capsys.readouterr().err
+
+
+def test_an_unknown_model_is_named_before_missing_data(capsys):
+    assert main(["search", "--model", "deit_smal_patch16_224", "--device", "a15"]) == 2
+    err = capsys.readouterr().err
+    assert "no model named 'deit_smal_patch16_224'" in err
+    assert "did you mean deit_small_patch16_224" in err and "--data" not in err
+
+
+def test_a_budget_must_be_positive(capsys):
+    for bad in ("-5", "0", "-10%", "nan"):
+        try:
+            main(["search", "--model", "mnist-vit", "--device", "a15", "--budget-ms", bad])
+        except SystemExit as stop:  # argparse refuses it before anything runs
+            assert stop.code == 2
+        else:
+            raise AssertionError(f"--budget-ms {bad} was accepted")
+        assert "a budget must be a positive" in capsys.readouterr().err
+
+
+def test_help_opens_with_what_mixprec_does(capsys):
+    try:
+        main(["--help"])
+    except SystemExit as stop:
+        assert stop.code == 0
+    out = capsys.readouterr().out
+    assert "Find the mixed-precision plan" in out and "one module per" not in out
+    assert out.index("search") < out.index("evaluate")
 
 
 def test_cpu_reports_fingerprint_and_candidates(capsys):

@@ -10,12 +10,9 @@ from collections.abc import Callable, Sequence
 import torch
 
 from mixprec.quant import Plan, parse_spec
+from mixprec.workloads import ModelAndData, load_inputs, require_data, user_images
 
 DEFAULT_PLANS = ("fp32", "w8a8", "w4a4")
-
-
-ModelAndData = tuple[torch.nn.Module, torch.Tensor, torch.Tensor | None, torch.Tensor]
-"""(model, test images, their labels or None, calibration images)."""
 
 
 def load_model_and_data(args: argparse.Namespace) -> ModelAndData:
@@ -23,53 +20,13 @@ def load_model_and_data(args: argparse.Namespace) -> ModelAndData:
     return load_inputs(args.model, args.weights, args.data, args.calib, args.calib_size)
 
 
-def load_inputs(model_name: str, weights: str | None, data_path: str | None,
-                calib_path: str | None, calib_size: int) -> ModelAndData:
-    """The model and its images: the embedded digits when ``data_path`` is None, else the
-    images of that folder or tensor file (calibration: the first ``calib_size`` of
-    ``calib_path`` or of ``data_path``)."""
-    from mixprec import data, models
-
-    _require_data(model_name, data_path)
-    model = models.load(model_name, weights=weights)
-    if data_path is None:
-        images, labels = data.mnist("test")
-        calib = data.mnist("train")[0][:calib_size]
-        return model, images, labels, calib
-    images, labels = _user_data(data_path, model)
-    calib = images[:calib_size]
-    if calib_path is not None:
-        calib = _user_data(calib_path, model)[0][:calib_size]
-    return model, images, labels, calib
-
-
 def load_calibration(args: argparse.Namespace, model: torch.nn.Module) -> torch.Tensor | None:
     """The first ``--calib-size`` images of ``--data``, or None for an embedded model
     without ``--data`` (it brings its own)."""
-    _require_data(args.model, args.data)
+    require_data(args.model, args.data)
     if args.data is None:
         return None
-    return _user_data(args.data, model)[0][: args.calib_size]
-
-
-def _require_data(model_name: str, data_path: str | None) -> None:
-    """Refuse a model other than the embedded ones without ``--data``."""
-    from mixprec import models
-
-    if data_path is None and model_name not in models.EMBEDDED_MODELS:
-        raise ValueError(f"--data is required for {model_name}: images (an image folder or "
-                         "a tensor file); only the embedded "
-                         f"{' / '.join(models.EMBEDDED_MODELS)} bring their own")
-
-
-def _user_data(path: str, model: torch.nn.Module):
-    from pathlib import Path
-
-    from mixprec import data
-
-    if Path(path).is_dir():
-        return data.image_folder(path, model)
-    return data.tensor_file(path)
+    return user_images(args.data, model)[0][: args.calib_size]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -120,12 +77,32 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="state-dict file for --model (timm or retrained embedded weights)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mixprec", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    sub = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = """\
+Find the mixed-precision plan of a Vision Transformer for a device and a latency budget,
+confirm it by measuring it beside the alternatives, and deploy it with real kernels.
 
-    ev = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)
+start here:
+  mixprec search --model mnist-vit --device cpu --budget-ms 80% --out runs/a
+  mixprec search --model deit_small_patch16_224 --data imagenet/val --budget-ms 5
+"""
+EPILOG = ("exit codes: 0 done, 1 failed, 2 bad input, 3 no plan meets the limits, "
+          "130 interrupted. `mixprec COMMAND --help` gives a command's options.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mixprec`` parser; commands in the order a user needs them."""
+    from mixprec.cli import cpu, dashboard, export, measure, report, search, sensitivity, study
+
+    parser = argparse.ArgumentParser(prog="mixprec", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log progress and show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (search, report, export, dashboard, study, measure, sensitivity):
+        module.register(sub)
+
+    ev = sub.add_parser("evaluate", help="top-1 of the float model and of uniform plans "
+                        "(simulated)", description=cmd_evaluate.__doc__)
     _add_model_args(ev)
     ev.add_argument("--data", help="image folder or tensor file (default: embedded digits)")
     ev.add_argument("--calib", help="calibration folder or tensor file (default: --data)")
@@ -135,15 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="uniform plans by spec name: fp32, w8a8, w8a8-dynamic, w4a8-dynamic, ...")
     ev.set_defaults(func=cmd_evaluate)
 
-    un = sub.add_parser("units", help=cmd_units.__doc__)
+    un = sub.add_parser("units", help="list a model's quantizable units",
+                        description=cmd_units.__doc__)
     _add_model_args(un)
     un.add_argument("--random-weights", action="store_true")
     un.add_argument("--input-shape", default="1x28x28", help="per-image shape, e.g. 3x224x224")
     un.set_defaults(func=cmd_units)
-
-    from mixprec.cli import cpu, dashboard, export, measure, report, search, sensitivity, study
-    for module in (sensitivity, search, report, export, dashboard, study, cpu, measure):
-        module.register(sub)
+    cpu.register(sub)
     return parser
 
 

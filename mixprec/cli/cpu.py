@@ -10,7 +10,9 @@ KINDS = ("linear", "conv_gemm", "attn_qk", "attn_pv")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``cpu`` to the ``mixprec`` command's subparsers."""
-    p = subparsers.add_parser("cpu", help=run.__doc__, description=run.__doc__)
+    p = subparsers.add_parser(
+        "cpu", help="this CPU's fingerprint, exact int8 paths and default candidates",
+        description=run.__doc__)
     p.add_argument("--threads", type=int, default=None, help="threads to record (default: "
                    "torch's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

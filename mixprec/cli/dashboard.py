@@ -11,7 +11,9 @@ SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``dashboard`` to the ``mixprec`` command's subparsers."""
-    p = subparsers.add_parser("dashboard", help=run.__doc__, description=run.__doc__)
+    p = subparsers.add_parser(
+        "dashboard", help="serve optuna-dashboard on a run's studies or a storage URL",
+        description=run.__doc__)
     p.add_argument("source", help="a run folder with a study (search --refine-trials), or a "
                                   "storage: sqlite:///x.db, postgresql://..., a journal file")
     p.add_argument("--host", default="127.0.0.1")

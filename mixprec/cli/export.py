@@ -14,7 +14,9 @@ SUFFIXES = {"plan": ".plan.json", "torch": ".pt", "onnx": ".onnx"}
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``export`` to the ``mixprec`` command's subparsers."""
-    p = subparsers.add_parser("export", help=run.__doc__, description=run.__doc__)
+    p = subparsers.add_parser(
+        "export", help="export a run's plan as plan JSON, a saved PyTorch module or an ONNX model",
+        description=run.__doc__)
     p.add_argument("run_folder", type=Path, help="a folder written by `mixprec search --out`")
     p.add_argument("--format", choices=FORMATS, default="plan")
     p.add_argument("--out", type=Path, default=None,
@@ -30,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export the chosen plan of a run folder: ``plan`` (the plan JSON), ``torch`` (the
-    deployed module, saved whole and reloaded to identical outputs) or ``onnx`` (the ONNX
+    """Export the chosen plan of a run folder: "plan" (the plan JSON), "torch" (the
+    deployed module, saved whole and reloaded to identical outputs) or "onnx" (the ONNX
     Runtime graph, checked for output SQNR >= 30 dB against the simulated model)."""
     from mixprec.cli.progress import Progress
     from mixprec.cli.run_inputs import run_model_and_data

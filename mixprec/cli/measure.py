@@ -10,7 +10,9 @@ import torch
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``measure`` to the ``mixprec`` command's subparsers."""
-    p = subparsers.add_parser("measure", help=run.__doc__, description=run.__doc__)
+    p = subparsers.add_parser(
+        "measure", help="measure a model's latency table on this machine",
+        description=run.__doc__)
     p.add_argument("--model", default="mnist-vit",
                    help="mnist-vit (default), mnist-vit-small or a timm model name")
     p.add_argument("--weights", default=None,

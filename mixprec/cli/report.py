@@ -9,7 +9,9 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``report`` to the ``mixprec`` command's subparsers."""
-    p = subparsers.add_parser("report", help=run.__doc__, description=run.__doc__)
+    p = subparsers.add_parser(
+        "report", help="write a run folder's report (report.html, figures/*.png)",
+        description=run.__doc__)
     p.add_argument("run_folder", type=Path, help="a folder written by `mixprec search --out`")
     p.add_argument("--json", action="store_true", help="print the files written as JSON")
     p.set_defaults(func=run)

@@ -16,7 +16,7 @@ def run_model_and_data(run: RunFolder) -> tuple[nn.Module, torch.Tensor, torch.T
     Raises:
         ValueError: the run does not record its model (written by an older mixprec).
     """
-    from mixprec.cli import load_inputs
+    from mixprec.workloads import load_inputs
 
     summary = run.summary
     if "model" not in summary:

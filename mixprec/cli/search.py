@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``search`` to the ``mixprec`` command's subparsers."""
-    p = subparsers.add_parser("search", help=run.__doc__, description=run.__doc__)
+    p = subparsers.add_parser(
+        "search", help="search the plan of a model for a device and a budget; on the CPU, "
+        "confirm it by measurement",
+        description=run.__doc__)
     p.add_argument("--model", default="mnist-vit",
                    help="mnist-vit (default), mnist-vit-small or a timm model name")
     p.add_argument("--weights", default=None,
@@ -124,12 +127,14 @@ def _timing(rounds: int | None) -> TimingPolicy | None:
 def budget(text: str) -> tuple[float | None, float | None]:
     """``--budget-ms``: ``5`` -> (5.0, None) ms; ``80%`` -> (None, 0.8) of float32."""
     try:
-        if text.endswith("%"):
-            return None, float(text[:-1]) / 100
-        return float(text), None
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a budget: {text!r} (ms, or a percentage of "
                                          "float32's latency such as 80%)") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"a budget must be a positive finite time or "
+                                         f"percentage, got {text!r}")
+    return (None, value) if text.endswith("%") else (value, None)
 
 
 def _storage(args: argparse.Namespace) -> str | None:
@@ -141,7 +146,7 @@ def _storage(args: argparse.Namespace) -> str | None:
 
 def _annotate(folder: Path, args: argparse.Namespace) -> None:
     """Add the model and the run's settings to ``result.json``."""
-    from mixprec.cost_models.table import write_atomic
+    from mixprec.files import write_atomic
 
     path = folder / "result.json"
     summary = json.loads(path.read_text())

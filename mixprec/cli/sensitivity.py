@@ -13,7 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``sensitivity`` to the ``mixprec`` command's subparsers."""
     from mixprec.sensitivity.registry import available
 
-    p = subparsers.add_parser("sensitivity", help=run.__doc__, description=run.__doc__)
+    p = subparsers.add_parser(
+        "sensitivity", help="write a model's sensitivity table (unit x candidate)",
+        description=run.__doc__)
     p.add_argument("--model", default="mnist-vit", help="mnist-vit or a timm model name")
     p.add_argument("--weights", default=None,
                    help="state-dict file for --model (timm or retrained embedded weights)")

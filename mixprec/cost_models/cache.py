@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mixprec.cost_models.table import LatencyTableError, write_atomic
+from mixprec.cost_models.table import LatencyTableError
+from mixprec.files import write_atomic
 
 CACHE_SCHEMA = "mixprec.latency_cache"
 CACHE_ENV = "MIXPREC_CACHE_DIR"

@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mixprec.cost_models.fidelity import Fidelity
+from mixprec.files import write_atomic
 from mixprec.quant.modules import is_identity_spec
 from mixprec.quant.plan import Plan
 from mixprec.quant.spec import QuantSpec
@@ -462,14 +462,6 @@ def load_table(path: str | Path) -> LatencyTable:
     except UnicodeDecodeError:
         raise LatencyTableError(f"latency table {path} is corrupt (not UTF-8 text)") from None
     return LatencyTable.from_json(text, origin=f"latency table {path}")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _spec_in(plan: Plan, name: str) -> QuantSpec:

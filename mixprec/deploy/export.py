@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mixprec.kernels.registry import LOCAL_DEVICE, kernel_for
+from mixprec.kernels.registry import FP32, LOCAL_DEVICE, kernel_for
 from mixprec.quant.calibrate import calibrate
 from mixprec.quant.plan import Plan
 from mixprec.quant.simulate import simulate
@@ -86,9 +86,7 @@ def export_plan(model: nn.Module, plan: Plan, units: UnitList, calib: torch.Tens
             f"{len(missing)} unit(s) have no {fmt} form on this CPU: {'; '.join(missing)} "
             "(pass --float-unsupported to export them in float32)")
     left = tuple(m.split(":")[0] for m in missing)
-    from mixprec.cost_models.table import FLOAT32
-
-    plan = plan.replace({name: FLOAT32 for name in left})
+    plan = plan.replace({name: FP32 for name in left})
     stats = calibrate(model, list(units), calib)
     deployed = deploy(model, plan, calib=calib, runtime=runtime, units=units, stats=stats,
                       threads=threads)

@@ -65,7 +65,7 @@ class QuantSpec:
         weight_symmetric: symmetric (zero point 0) or affine weights.
         act_symmetric: symmetric or affine activations.
         observer: static-scale observer: ``minmax``, ``percentile`` or ``mse``.
-        percentile: clipping percentile of |x| for the ``percentile`` observer.
+        percentile: clipping percentile of ``|x|`` for the ``percentile`` observer.
         token_split: patch-wise activation precision, or None.
         float_dtype: dtype of the parts kept in float.
     """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mixprec.cost_models.table import write_atomic
+from mixprec.files import write_atomic
 from mixprec.report.run_folder import RunFolder, load_run
 
 REPORT_FILE = "report.html"

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mixprec.cost_models.table import LatencyTable, write_atomic
+from mixprec.cost_models.table import LatencyTable
+from mixprec.files import write_atomic
 from mixprec.quant.plan import Plan
 from mixprec.sensitivity.table import SensitivityTable
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,8 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
         ValueError: bad arguments, a model other than the embedded one without ``calib``,
             or a budget below the fastest plan (the message gives its latency in ms).
     """
+    if budget_ms is not None and not 0 < budget_ms < math.inf:
+        raise ValueError(f"budget_ms must be a positive number of milliseconds, got {budget_ms}")
     if budget_fraction is not None and (budget_ms is not None or budget_fraction <= 0):
         raise ValueError("budget_fraction must be > 0 and replaces budget_ms (pass one), got "
                          f"{budget_fraction} with budget_ms={budget_ms}")

@@ -12,7 +12,7 @@ from pathlib import Path
 from torch import nn
 
 from mixprec.cost_models.cache import cache_root
-from mixprec.cost_models.table import write_atomic
+from mixprec.files import write_atomic
 from mixprec.quant.calibrate import calibration_hash
 from mixprec.quant.inputs import ModelInputs
 from mixprec.quant.spec import QuantSpec

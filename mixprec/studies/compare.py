@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mixprec import models, quant, search
-from mixprec.cost_models.table import write_atomic
+from mixprec.files import write_atomic
 from mixprec.kernels.registry import LOCAL_DEVICE
 from mixprec.quant.calibrate import calibrate
 from mixprec.search.accuracy import top1_on
@@ -78,7 +78,7 @@ def study_data(recipe: Recipe, weights: str | None, data: str | None, seed: int 
                ) -> StudyData:
     """The recipe's model and images: ``weights`` / ``data`` when given; else the embedded
     model's own digits, or random weights and seeded synthetic images."""
-    from mixprec.cli import load_inputs
+    from mixprec.workloads import load_inputs
 
     embedded = recipe.model in models.EMBEDDED_MODELS
     if data is not None or embedded:

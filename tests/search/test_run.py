@@ -85,6 +85,9 @@ def test_bad_inputs_are_named(mnist_model):
         search.run(mnist_model, device="tpu")
     with pytest.raises(TypeError, match="nn.Module"):
         search.run(42, device="a15")
+    for bad in (-5.0, 0.0, float("nan")):
+        with pytest.raises(ValueError, match="budget_ms must be a positive"):
+            search.run(mnist_model, budget_ms=bad, device="a15")
 
 
 def _a15_table_as_measured_here(a15, monkeypatch) -> None:
