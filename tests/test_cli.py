@@ -29,7 +29,7 @@ def test_an_unknown_model_is_named_before_missing_data(capsys):
 def test_a_budget_must_be_positive(capsys):
     for bad in ("-5", "0", "-10%", "nan"):
         try:
-            main(["search", "--model", "mnist-vit", "--device", "a15", "--budget-ms", bad])
+            main(["search", "--model", "mnist-vit", "--device", "a15", f"--budget-ms={bad}"])
         except SystemExit as stop:  # argparse refuses it before anything runs
             assert stop.code == 2
         else:

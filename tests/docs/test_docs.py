@@ -75,7 +75,7 @@ def test_docs_build_without_warnings_and_cover_the_guide(built):
                  *(f"guide/{p.stem}.html" for p in (DOCS / "guide").glob("*.md"))):
         assert (built / page).exists(), page
     api = (built / "api.html").read_text(encoding="utf-8")
-    for documented in ("mixprec.search.run", "mixprec.deploy", "mixprec.cost_models.measure",
+    for documented in ("mixprec.search.run", "mixprec.deploy.deploy", "mixprec.cost_models.measure",
                        "mixprec.quant.simulate", "mixprec.sensitivity.estimate"):
         assert f'id="{documented}"' in api, documented
 
