@@ -372,7 +372,8 @@ class _Measurement:
             return
         s = self.setup
         reference = s.run(s.deploy(Plan.uniform(s.units, FLOAT32)))
-        with tqdm(total=len(todo), desc=desc, unit="plan", disable=not self.progress) as bar:
+        hidden = {} if self.progress else {"disable": True}  # TQDM_DISABLE may hide it too
+        with tqdm(total=len(todo), desc=desc, unit="plan", **hidden) as bar:
             while todo:
                 for start in range(0, len(todo), BLOCK):
                     block = todo[start:start + BLOCK]

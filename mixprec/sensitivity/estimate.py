@@ -86,7 +86,8 @@ def _run(estimator, model, units, candidates, calib, stats, seed, progress):
     from tqdm.auto import tqdm
 
     total = estimator.work(units, candidates, sample_count(calib))
-    with tqdm(total=total, desc=estimator.name, disable=not progress, unit="pass") as bar:
+    hidden = {} if progress else {"disable": True}  # shown: TQDM_DISABLE may still hide it
+    with tqdm(total=total, desc=estimator.name, unit="pass", **hidden) as bar:
         return estimator.score(model, units, candidates, calib, stats, seed, bar.update)
 
 
