@@ -201,7 +201,7 @@ def _print_verified(result: SearchResult, verified: dict) -> None:
         mark = " <- chosen" if r["name"] == verified["chosen"] else ""
         predicted = "" if r["predicted_ms"] is None else f"{scale * r['predicted_ms']:.3f}"
         top1 = "" if r["top1"] is None else f"{r['top1']:.4f}"
-        sqnr = (f"peer = {r['same_as']}"[:19] if r.get("same_as") else
+        sqnr = ("peer, same model" if r.get("same_as") else
                 "peer" if r["role"] == "peer" else
                 "identical" if r["sqnr_db"] is None else f"{r['sqnr_db']:.1f} dB")
         print(f"{r['name'][:25]:<26}{predicted:>13}{r['latency_ms']:>13.3f}"

@@ -38,7 +38,7 @@ def test_image_folder(tmp_path):
 
 def test_models_load(tmp_path):
     assert models.load("mnist-vit").num_classes == 10
-    with pytest.raises(ValueError, match="unknown model"):
+    with pytest.raises(ValueError, match="no model named 'not-a-model'"):
         models.load("not-a-model")
     with pytest.raises(FileNotFoundError, match="not in the local cache"):
         models.load("deit_tiny_patch16_224")
