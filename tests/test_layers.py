@@ -9,7 +9,7 @@ from pathlib import Path
 import mixprec
 
 LAYERS = {
-    "files": 1, "provenance": 1,
+    "files": 1, "provenance": 1, "progress_bars": 1,
     "quant": 2,
     "data": 3, "models": 3, "workloads": 3,
     "kernels": 4, "sensitivity": 4,

@@ -60,6 +60,7 @@ from mixprec.cost_models.terms import CostTerms, Term
 from mixprec.cost_models.timing import RatioTiming, TimingPolicy, time_against
 from mixprec.kernels.registry import LOCAL_DEVICE, check_device, kernel_for
 from mixprec.kernels.registry import candidates as default_candidates
+from mixprec.progress_bars import bars_hidden
 from mixprec.quant.calibrate import CalibrationStats, calibrate
 from mixprec.quant.inputs import (
     ModelInputs,
@@ -372,8 +373,8 @@ class _Measurement:
             return
         s = self.setup
         reference = s.run(s.deploy(Plan.uniform(s.units, FLOAT32)))
-        hidden = {} if self.progress else {"disable": True}  # TQDM_DISABLE may hide it too
-        with tqdm(total=len(todo), desc=desc, unit="plan", **hidden) as bar:
+        hidden = not self.progress or bars_hidden()
+        with tqdm(total=len(todo), desc=desc, unit="plan", disable=hidden) as bar:
             while todo:
                 for start in range(0, len(todo), BLOCK):
                     block = todo[start:start + BLOCK]

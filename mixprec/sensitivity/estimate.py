@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 import torch
 from torch import nn
 
+from mixprec.progress_bars import bars_hidden
 from mixprec.provenance import package_versions
 from mixprec.quant.calibrate import calibrate, calibration_hash, check_calibration
 from mixprec.quant.inputs import ModelInputs, sample_count, sample_shape
@@ -86,8 +87,8 @@ def _run(estimator, model, units, candidates, calib, stats, seed, progress):
     from tqdm.auto import tqdm
 
     total = estimator.work(units, candidates, sample_count(calib))
-    hidden = {} if progress else {"disable": True}  # shown: TQDM_DISABLE may still hide it
-    with tqdm(total=total, desc=estimator.name, unit="pass", **hidden) as bar:
+    hidden = not progress or bars_hidden()
+    with tqdm(total=total, desc=estimator.name, unit="pass", disable=hidden) as bar:
         return estimator.score(model, units, candidates, calib, stats, seed, bar.update)
 
 
