@@ -33,10 +33,10 @@ CHECK_IMAGES = 64
 """Calibration images the deployed outputs are compared on, with the simulation's and the
 float model's."""
 CHUNK = 250
+"""Images per forward pass when comparing outputs."""
 SAME_OUTPUTS = 1e-5
 """Largest output difference, relative to the outputs' largest magnitude, at which a peer is
 the same model as a plan (float32 rounding of the same integer computation)."""
-"""Images per forward pass when comparing outputs."""
 REFERENCE = "fp32"
 """The name of the float32 plan every timing is taken against."""
 PlanTimed = tuple[Plan, RatioTiming, tuple[str, ...]]
