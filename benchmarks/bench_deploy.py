@@ -117,7 +117,8 @@ def torch_configs(model, x, calib, extra: dict[str, str]) -> dict[str, Callable]
 def ort_configs(model, x, calib, threads: int, extra: dict[str, str]
                 ) -> dict[str, Callable]:
     from mixprec import deploy
-    from mixprec.deploy.onnx_runtime import OrtModel, export_onnx
+    from mixprec.deploy.onnx_graph import export_onnx
+    from mixprec.deploy.onnx_runtime import OrtModel
     from mixprec.deploy.peers import ort_quantize_dynamic
     from mixprec.quant import Plan
 

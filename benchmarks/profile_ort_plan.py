@@ -65,7 +65,7 @@ def main() -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from mixprec import deploy
-    from mixprec.deploy.onnx_runtime import export_onnx
+    from mixprec.deploy.onnx_graph import export_onnx
     from mixprec.kernels.cpu.capabilities import cpu_fingerprint
 
     print(f"CPU: {cpu_fingerprint(args.threads).summary()}")

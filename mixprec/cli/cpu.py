@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from mixprec import kernels
     from mixprec.kernels.cpu import exact_backends
     from mixprec.kernels.ort.exactness import ort_int8_exact
+    from mixprec.kernels.ov.exactness import ov_int8_exact
 
     fingerprint = kernels.cpu_fingerprint(args.threads)
     report = {
@@ -31,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
         "int8_dot_products": fingerprint.has_int8_dot,
         "native_bf16": fingerprint.has_native_bf16,
         "exact_int8": {"torch": {f"{bits}-bit": list(exact_backends(bits)) for bits in (8, 7)},
-                       "onnxruntime": {f"{bits}-bit": ort_int8_exact(bits) for bits in (8, 7)}},
+                       "onnxruntime": {f"{bits}-bit": ort_int8_exact(bits) for bits in (8, 7)},
+                       "openvino": {f"{bits}-bit": ov_int8_exact(bits) for bits in (8, 7)}},
         "candidates": {runtime: {kind: [c.label for c in kernels.candidates("cpu", kind, runtime)]
                                  for kind in KINDS}
                        for runtime in kernels.RUNTIMES},

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from mixprec.kernels.registry import RUNTIMES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``measure`` to the ``mixprec`` command's subparsers."""
@@ -21,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu",
                    help="cpu (this machine), xeon (on a Xeon with AVX-512 VNNI: that target "
                         "class's kernels, timed here), or a100 with CUDA")
-    p.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"))
+    p.add_argument("--runtime", default="torch", choices=RUNTIMES)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--candidates", nargs="+", default=None,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mixprec.cli.progress import Progress
+from mixprec.kernels.registry import RUNTIMES
 
 if TYPE_CHECKING:
 
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="images the deployed plans are evaluated on")
     p.add_argument("--device", default="cpu", help="cpu (this machine), xeon, a15 or a100")
     p.add_argument("--devices", nargs="+", default=None, help="more devices to give fronts of")
-    p.add_argument("--runtime", default=None, choices=("torch", "onnxruntime"),
+    p.add_argument("--runtime", default=None, choices=RUNTIMES,
                    help="CPU runtime (default: the faster one here by its tables)")
     p.add_argument("--budget-ms", type=budget, default=None,
                    help="latency budget per call in ms, or a percentage of the float32 plan's "

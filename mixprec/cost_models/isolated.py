@@ -83,11 +83,11 @@ def isolated_ms(module: nn.Module, inputs: tuple[torch.Tensor, ...], runtime: st
     if runtime == "torch":
         with torch.inference_mode():
             return time_call(lambda: module(*inputs), repeats, warmup)
-    from mixprec.deploy.onnx_runtime import OrtModel, export_onnx
+    from mixprec.deploy.onnx_graph import GraphModel, export_onnx, graph_runtime
 
-    def session(mod: nn.Module, feeds: tuple[torch.Tensor, ...]) -> OrtModel:
-        return OrtModel.of(export_onnx(mod.eval(), feeds if len(feeds) > 1 else feeds[0]),
-                           threads)
+    def session(mod: nn.Module, feeds: tuple[torch.Tensor, ...]) -> GraphModel:
+        return graph_runtime(runtime).of(
+            export_onnx(mod.eval(), feeds if len(feeds) > 1 else feeds[0]), threads)
 
     # contiguous once, here: a strided capture (attention's Q, K, V are views of the qkv
     # output) would be copied by torch on every call, and the OpenMP threads of that copy

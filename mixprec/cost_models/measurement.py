@@ -120,7 +120,7 @@ def measure(model: nn.Module, example_input: ModelInputs, device: str = LOCAL_DE
         device: ``cpu`` (this machine); ``xeon`` on a Xeon with AVX-512 VNNI (a measured
             table of that target class: its kernels, timed here); ``a100`` where CUDA is
             available.
-        runtime: ``torch`` or ``onnxruntime``.
+        runtime: ``torch``, ``onnxruntime`` or ``openvino``.
         threads: intra-op threads while timing.
         batch: images per call (default: all of ``example_input``).
         candidates: the specs to measure (each where its unit kind has a kernel); default
@@ -153,7 +153,7 @@ def measure(model: nn.Module, example_input: ModelInputs, device: str = LOCAL_DE
         store = MeasurementCache(cache or default_cache_path(provenance["cpu_key"]))
         base_key = {"machine": provenance["cpu_key"], "model": units.model_id,
                     "runtime": runtime, "threads": threads, "batch": sample_count(inputs),
-                    "device": _timed_on(device)}
+                    "device": _timed_on(device), **_runtime_key(runtime)}
         timings = PlanTimingStore(store, base_key, units.model_id, units.input_shape)
         setup = _Setup(model, units, inputs, device, runtime, threads, policy)
         run = _Measurement(setup, terms, store, timings, base_key, provenance, progress,
@@ -177,7 +177,8 @@ def timing_store(units: UnitList, device: str, runtime: str, threads: int, batch
 
     key = cpu_fingerprint(threads=threads).key
     base_key = {"machine": key, "model": units.model_id, "runtime": runtime,
-                "threads": threads, "batch": batch, "device": _timed_on(device)}
+                "threads": threads, "batch": batch, "device": _timed_on(device),
+                **_runtime_key(runtime)}
     return PlanTimingStore(MeasurementCache(cache or default_cache_path(key)), base_key,
                            units.model_id, units.input_shape)
 
@@ -282,13 +283,30 @@ def _candidates_by_kind(units: UnitList, device: str, runtime: str,
     return {k: [FLOAT32] + [s for s in specs if s != FLOAT32] for k, specs in chosen.items()}
 
 
+def runtime_versions(runtime: str) -> dict[str, str]:
+    """The version of a runtime's package where the CPU fingerprint (whose key names the
+    torch and ONNX Runtime versions) does not cover it: OpenVINO's."""
+    from mixprec.kernels.cpu.capabilities import RUNTIME_PACKAGES
+    from mixprec.provenance import package_versions
+
+    return {} if runtime in RUNTIME_PACKAGES else package_versions([runtime])
+
+
+def _runtime_key(runtime: str) -> dict[str, Any]:
+    """The part of a timing's cache key that names the runtime's own version (if the CPU
+    key does not): a new OpenVINO times its plans again."""
+    versions = runtime_versions(runtime)
+    return {"runtime_versions": versions} if versions else {}
+
+
 def _provenance(device: str, runtime: str, threads: int) -> dict[str, Any]:
     from mixprec.kernels.cpu.capabilities import cpu_fingerprint
 
     fingerprint = cpu_fingerprint(threads=threads)
     provenance: dict[str, Any] = {
         "source": "measured", "method": METHOD, "cpu_key": fingerprint.key,
-        "cpu": fingerprint.summary(), "versions": fingerprint.versions,
+        "cpu": fingerprint.summary(),
+        "versions": {**fingerprint.versions, **runtime_versions(runtime)},
         "date": datetime.date.today().isoformat()}
     if device == "a100":
         provenance["gpu"] = torch.cuda.get_device_name()

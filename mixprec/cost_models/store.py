@@ -68,7 +68,8 @@ def load(device: str, model: str, runtime: str = "torch", batch: int = 1, thread
     Args:
         device: ``cpu``, ``xeon``, ``a100`` or ``a15``.
         model: the model's name (``mnist-vit``, a timm name) or its ``model_id``.
-        runtime: ``torch`` or ``onnxruntime``.
+        runtime: ``torch``, ``onnxruntime`` or ``openvino`` (a table of OpenVINO is this
+            machine's only if it was measured with the OpenVINO installed now).
         batch: images per call.
         threads: CPU threads the table was measured with (CPU tables).
         strict: refuse a table measured on another machine.
@@ -83,11 +84,15 @@ def load(device: str, model: str, runtime: str = "torch", batch: int = 1, thread
                 and (device != "cpu" or t.threads == threads)]
     if device != "cpu" and matching:  # a measured table of the class before an analytic one
         return min(matching, key=lambda found: found[1].source != "measured")[1]
+    from mixprec.cost_models.measurement import runtime_versions
     from mixprec.kernels.cpu.capabilities import cpu_fingerprint
 
     here = cpu_fingerprint(threads=threads).key
+    installed = runtime_versions(runtime)
     for _, table in matching:
-        if table.provenance.get("cpu_key") == here:
+        recorded = table.provenance.get("versions", {})
+        if table.provenance.get("cpu_key") == here and all(
+                recorded.get(name) == version for name, version in installed.items()):
             return table
     how = (f"measure one with `mixprec measure --model {model} --device cpu --runtime "
            f"{runtime} --batch {batch} --threads {threads}`")

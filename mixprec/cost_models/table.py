@@ -150,7 +150,7 @@ class LatencyTable:
 
     Attributes:
         device: ``cpu`` (measured on the machine named in the provenance), ``a100``, ``a15``.
-        runtime: ``torch`` or ``onnxruntime``.
+        runtime: ``torch``, ``onnxruntime`` or ``openvino``.
         batch: images per call.
         threads: CPU threads (0 for a GPU).
         model_id: the model's architecture fingerprint (``UnitList.model_id``).

@@ -1,5 +1,5 @@
-"""deploy(): the real quantized model of a Plan, on the CPU at hand (PyTorch or ONNX Runtime
-runtime) or on an A100-class GPU (Triton)."""
+"""deploy(): the real quantized model of a Plan, on the CPU at hand (PyTorch, ONNX Runtime or
+OpenVINO runtime) or on an A100-class GPU (Triton)."""
 
 from __future__ import annotations
 
@@ -60,10 +60,10 @@ class DeployReport:
 
     Attributes:
         device: target device (``cpu``, a CPU target class, or ``a100``).
-        runtime: ``torch`` or ``onnxruntime``.
+        runtime: ``torch``, ``onnxruntime`` or ``openvino``.
         kernels: unit name -> kernel name, for every unit not left in fp32.
         backends: unit name -> int8 GEMM path (``onednn``, ``onednn_split``, ``int_mm``;
-            ``onnxruntime`` or ``onnxruntime_split``), for int8 weight units.
+            ``onnxruntime`` or ``onnxruntime_split``; ``openvino``), for int8 weight units.
         uncovered: units the model has that the plan does not name (left in float).
         cpu: the fingerprint key of the CPU it was built on (CPU devices).
         fused: MLPs whose static int8 fc1 -> GELU -> fc2 chain runs fused (torch runtime).
@@ -100,13 +100,17 @@ def deploy(model: nn.Module, plan: Plan, device: str = LOCAL_DEVICE,
             ``TRITON_INTERPRET=1`` to run them on the CPU).
         calib: calibration inputs (needed for static specs and to discover units; a tuple or
             dict of batched tensors for models with several inputs).
-        runtime: ``torch`` (an ``nn.Module``) or ``onnxruntime`` (an
-            :class:`~mixprec.deploy.onnx_runtime.OrtModel` running an ONNX graph; CPU only).
+        runtime: ``torch`` (an ``nn.Module``), ``onnxruntime`` (an
+            :class:`~mixprec.deploy.onnx_runtime.OrtModel` running an ONNX graph; CPU only)
+            or ``openvino`` (an :class:`~mixprec.deploy.openvino_runtime.OvModel`: the graph
+            compiled by OpenVINO's CPU plugin; static 8-bit units run in int8, the rest in
+            float32).
         batch_size: images per calibration forward pass.
         units: the model's units, if already discovered.
         stats: calibration statistics, if already collected.
         backend: force an int8 GEMM backend of the torch runtime (it must be exact here).
-        threads: intra-op threads of the ONNX Runtime session (default: torch's).
+        threads: intra-op threads of the ONNX Runtime session or OpenVINO's CPU plugin
+            (default: torch's).
         fuse_chains: run static int8 fc1 -> GELU -> fc2 chains of timm MLPs as one fused
             pass on the CPU (torch runtime; :mod:`mixprec.kernels.cpu.chains`).
 
@@ -133,9 +137,9 @@ def deploy(model: nn.Module, plan: Plan, device: str = LOCAL_DEVICE,
     if stats is None:
         stats = _calibrate_static(model, active, plan, calib, batch_size)
     backends = _int8_paths(active, plan, kernels, runtime, backend) if device != "a100" else {}
-    if runtime == "onnxruntime":
-        real, fused = _onnx_runtime_model(model, active, plan, stats, kernels, backends, calib,
-                                          threads), []
+    if runtime in ("onnxruntime", "openvino"):
+        real, fused = _graph_model(model, active, plan, stats, kernels, backends, calib,
+                                   threads, runtime), []
     else:
         real, fused = _torch_model(model, active, plan, stats, kernels, backends, device,
                                    fuse_chains)
@@ -165,6 +169,9 @@ def _int8_paths(units: list[Unit], plan: Plan, kernels: dict[str, str], runtime:
     for unit in units:
         spec = plan[unit.name]
         if unit.is_attention or kernels[unit.name] not in ("w8a8", "w8a7"):
+            continue
+        if runtime == "openvino":
+            paths[unit.name] = "openvino"  # only exact kernels are in its registry here
             continue
         if runtime == "onnxruntime":
             from mixprec.kernels.ort.exactness import ort_int8_exact
@@ -212,18 +219,22 @@ def _torch_model(model: nn.Module, units: list[Unit], plan: Plan, stats: Calibra
     return real, fuse_mlp_chains(real) if fuse_chains else []
 
 
-def _onnx_runtime_model(model: nn.Module, units: list[Unit], plan: Plan,
-                        stats: CalibrationStats, kernels: dict[str, str],
-                        backends: dict[str, str], calib: ModelInputs | None,
-                        threads: int | None) -> Any:
+def _graph_model(model: nn.Module, units: list[Unit], plan: Plan, stats: CalibrationStats,
+                 kernels: dict[str, str], backends: dict[str, str], calib: ModelInputs | None,
+                 threads: int | None, runtime: str) -> Any:
+    """The model as an ONNX graph run by ONNX Runtime or compiled by OpenVINO."""
+    if calib is None:
+        raise ValueError(f"the {runtime} runtime needs calib (example inputs to export the "
+                         "graph with)")
+    threads = threads or torch.get_num_threads()
+    if runtime == "openvino":
+        from mixprec.deploy import openvino_runtime
+
+        return openvino_runtime.build(model, units, plan, stats, calib, threads)
     from mixprec.deploy import onnx_runtime
 
-    if calib is None:
-        raise ValueError("the onnxruntime runtime needs calib (example inputs to export the "
-                         "graph with)")
     split = any(b == "onnxruntime_split" for b in backends.values())
-    return onnx_runtime.build(model, units, plan, stats, kernels, calib, split,
-                              threads or torch.get_num_threads())
+    return onnx_runtime.build(model, units, plan, stats, kernels, calib, split, threads)
 
 
 def _triton_runs_here() -> bool:

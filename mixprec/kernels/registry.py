@@ -9,8 +9,10 @@ Devices (DESIGN.md, "Devices and candidates"):
 * ``xeon``, ``a15``, ``a100``: target classes (an AVX-512 VNNI Xeon, an A15-class ARM core,
   an A100 GPU): what their kernels run, for plans and cost models made for them.
 
-Runtimes: ``torch`` (this project's modules on PyTorch / oneDNN / Triton) and
-``onnxruntime`` (an ONNX graph run by ONNX Runtime's CPU provider; CPU devices only).
+Runtimes: ``torch`` (this project's modules on PyTorch / oneDNN / Triton), ``onnxruntime``
+(an ONNX graph run by ONNX Runtime's CPU provider; CPU devices) and ``openvino`` (a
+quantize-dequantize ONNX graph compiled by OpenVINO's CPU plugin; the machine at hand and
+the ``xeon`` class).
 
 :func:`kernel_for` names the kernel of a spec; :func:`check_deployable` raises an error
 naming the unit, the spec and the device when there is none; :func:`candidates` lists the
@@ -35,7 +37,8 @@ LOCAL_DEVICE = "cpu"
 TARGET_CLASSES = ("xeon", "a15", "a100")
 DEVICES = (LOCAL_DEVICE, *TARGET_CLASSES)
 CPU_DEVICES = (LOCAL_DEVICE, "xeon", "a15")
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = ("torch", "onnxruntime", "openvino")
+OPENVINO_DEVICES = (LOCAL_DEVICE, "xeon")
 
 FP32 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none")
 BF16 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none", float_dtype="bfloat16")
@@ -97,6 +100,20 @@ def _affine_dynamic_gemm(s: QuantSpec) -> bool:
     return (s.weight_bits == 8 and s.act_bits == 8 and s.act_mode == "dynamic"
             and not s.act_symmetric and s.act_granularity == "per_tensor" and s.weight_symmetric
             and s.token_split is None and s.weight_granularity in ("per_channel", "per_tensor"))
+
+
+def _qdq_act(act_bits: int, s: QuantSpec) -> bool:
+    """Static activations of ``act_bits`` with one scale (and zero point) per tensor: the
+    quantize-dequantize form OpenVINO runs as integers."""
+    return (s.act_bits == act_bits and s.act_mode == "static"
+            and s.act_granularity == "per_tensor" and s.token_split is None)
+
+
+def _qdq_gemm(act_bits: int) -> Callable[[QuantSpec], bool]:
+    def accepts(s: QuantSpec) -> bool:
+        return (s.weight_bits == 8 and s.weight_symmetric and _qdq_act(act_bits, s)
+                and s.weight_granularity in ("per_channel", "per_tensor"))
+    return accepts
 
 
 def _weight_only(bits: int, granularities: tuple[str, ...], dtypes: tuple[str, ...],
@@ -167,6 +184,22 @@ def _ort_kernels(int8: bool, propose_a7: bool) -> list[Kernel]:
     return kernels
 
 
+def _ov_kernels(int8: bool, int7: bool) -> list[Kernel]:
+    """OpenVINO's kernels; ``int8`` / ``int7``: whether its integer GEMMs are exact for 8- /
+    7-bit static activations (CPUs without VNNI: only 7-bit ones)."""
+    kernels = [_float32()]
+    if int8:
+        kernels += [Kernel("w8a8", WEIGHT_KINDS, _qdq_gemm(8),
+                           "W8A8 static (FakeQuantize, OpenVINO int8)", (W8A8_STATIC,)),
+                    Kernel("int8_attention", ATTENTION_KINDS, lambda s: _qdq_act(8, s),
+                           "int8 attention matmuls (FakeQuantize)", (W8A8_STATIC,))]
+    if int7:
+        kernels.append(Kernel("w8a7", WEIGHT_KINDS, _qdq_gemm(7),
+                              "W8A7 static (FakeQuantize, u8 operands below 128)",
+                              () if int8 else (W8A7_STATIC,)))
+    return kernels
+
+
 def _cpu_int8(instructions: str) -> list[Kernel]:
     """A CPU target class's int8 GEMMs and attention matmuls (8-bit activations)."""
     return [Kernel("w8a8", WEIGHT_KINDS, _int8_gemm(8),
@@ -179,6 +212,7 @@ _CLASS_KERNELS: dict[tuple[str, str], list[Kernel]] = {
     ("xeon", "torch"): [_float32(), _bfloat16(native=True), *_cpu_int8("oneDNN, VNNI"),
                         *_torch_weight_only(native_bf16=True)],
     ("xeon", "onnxruntime"): _ort_kernels(int8=True, propose_a7=False),
+    ("xeon", "openvino"): _ov_kernels(int8=True, int7=True),
     ("a15", "torch"): [_float32(), *_cpu_int8("int8 dot product")],
     ("a15", "onnxruntime"): _ort_kernels(int8=True, propose_a7=False),
     ("a100", "torch"): [
@@ -208,6 +242,10 @@ def _local_kernels(runtime: str) -> tuple[Kernel, ...]:
         from mixprec.kernels.ort.exactness import ort_int8_exact
 
         return tuple(_ort_kernels(int8=ort_int8_exact(7), propose_a7=not ort_int8_exact(8)))
+    if runtime == "openvino":
+        from mixprec.kernels.ov.exactness import ov_int8_exact
+
+        return tuple(_ov_kernels(int8=ov_int8_exact(8), int7=ov_int8_exact(7)))
     kernels = [_float32(), _bfloat16(fingerprint.has_native_bf16)]
     backend8, backend7 = default_backend(8), default_backend(7)
     if backend8 is not None:
@@ -234,6 +272,9 @@ def check_device(device: str, runtime: str = "torch") -> None:
         raise ValueError(f"unknown runtime {runtime!r}; known: {RUNTIMES}")
     if runtime == "onnxruntime" and device not in CPU_DEVICES:
         raise ValueError(f"runtime 'onnxruntime' runs on the CPU devices {CPU_DEVICES}, "
+                         f"not {device!r}")
+    if runtime == "openvino" and device not in OPENVINO_DEVICES:
+        raise ValueError(f"runtime 'openvino' runs on the devices {OPENVINO_DEVICES}, "
                          f"not {device!r}")
 
 

@@ -213,7 +213,7 @@ def verify_choice(model: nn.Module, units: UnitList, solver: FrontPoint,
     one_liner = None
     if peer:
         x = (calib if timing_images is None else timing_images)[:batch]
-        one_liner = (PEER_NAMES[runtime], build_peer(model, runtime, x, threads))
+        one_liner = (PEER_NAMES[runtime], build_peer(model, runtime, x, threads, calib))
     found, solver_name = candidates_to_measure(solver, baselines, front, side, one_liner)
     rows, learned = measure_plans(model, found, units, calib, runtime, accuracy, batch,
                                   threads, policy, timing_images, progress)

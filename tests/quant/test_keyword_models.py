@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mixprec import deploy, quant, sensitivity
+from mixprec import deploy, kernels, quant, sensitivity
 from mixprec.quant import Plan, QuantSpec
 
 transformers = pytest.importorskip("transformers")
@@ -55,13 +55,14 @@ def test_bert_units_and_simulation(bert):
     assert cosine(got, want) >= 0.99 and not torch.equal(got, want)
 
 
-@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
-def test_bert_deploys_in_both_runtimes(bert, runtime):
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime", "openvino"])
+def test_bert_deploys_in_every_runtime(bert, runtime):
     model, inputs = bert
     calib = {k: v[:16] for k, v in inputs.items()}
     test = {k: v[16:] for k, v in inputs.items()}
     units = quant.discover_units(model, {k: v[:1] for k, v in inputs.items()})
-    plan = Plan.uniform(units, W8A8_DYNAMIC)
+    specs = [s for s in kernels.candidates("cpu", "linear", runtime) if not s.is_float]
+    plan = Plan.uniform(units, W8A8_DYNAMIC if W8A8_DYNAMIC in specs else specs[0])
     sim = quant.simulate(model, plan, calib, units=units)
     real = deploy(model, plan, calib=calib, units=units, runtime=runtime)
     with torch.inference_mode():

@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from mixprec.deploy.onnx_runtime import OrtModel, export_onnx
+from mixprec.deploy.onnx_graph import export_onnx
+from mixprec.deploy.onnx_runtime import OrtModel
 from mixprec.kernels.ort.exactness import ort_int8_exact
 from mixprec.kernels.ort.modules import (
     OrtAttention,
@@ -49,7 +50,7 @@ INT8_SPECS = [W8A8_STATIC, W8A8_DYNAMIC, W8A8_DYNAMIC_TENSOR, W8A8_DYNAMIC_AFFIN
 
 
 def run_in_ort(module: nn.Module, x: torch.Tensor):
-    return OrtModel.of(export_onnx(module, x), threads=1)(x)
+    return OrtModel.of(export_onnx(module, x, ms_domain=True), threads=1)(x)
 
 
 class Apply(nn.Module):

@@ -1,0 +1,131 @@
+"""The OpenVINO runtime: a plan's model as an ONNX graph compiled by OpenVINO's CPU plugin.
+
+Static int8 units are swapped for the quantize-dequantize stand-ins of
+:mod:`mixprec.kernels.ov.modules`, the model is exported to ONNX
+(:func:`~mixprec.deploy.onnx_graph.export_onnx`) and OpenVINO reads it: its low-precision
+transformations run those GEMMs in int8, the rest in float32 (the plugin is told to keep
+float32: on CPUs with bf16 it would otherwise run float layers in bf16, which the plan did
+not ask for). The model is compiled once per input shape (static shapes run faster than the
+dynamic batch axis), on the given number of threads, one stream, latency mode.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from mixprec.deploy.onnx_graph import GraphModel, export_onnx
+from mixprec.deploy.outputs import OutputStructure
+from mixprec.kernels.ov.modules import QdqAttention, QdqConv, QdqLinear
+from mixprec.quant.calibrate import CalibrationStats
+from mixprec.quant.inputs import ModelInputs
+from mixprec.quant.observers import Observer
+from mixprec.quant.plan import Plan
+from mixprec.quant.simulate import swap_units
+from mixprec.quant.spec import QuantSpec
+from mixprec.quant.units import Unit
+
+
+class OvModel(GraphModel):
+    """A deployed model compiled by OpenVINO for the CPU (see
+    :class:`~mixprec.deploy.onnx_graph.GraphModel` for how it is called).
+
+    Args:
+        onnx_bytes: the serialized ONNX model (what :meth:`save` writes).
+        inputs: the graph's input names, in the order the model takes them.
+        threads: inference threads of the CPU plugin.
+        outputs: the model output's structure.
+        graph: an OpenVINO model to compile instead of ``onnx_bytes`` (NNCF's quantized
+            model of the same export); :meth:`save` then writes it as OpenVINO IR.
+    """
+
+    def __init__(self, onnx_bytes: bytes, inputs: Sequence[str], threads: int,
+                 outputs: OutputStructure | None = None, graph: Any = None) -> None:
+        import openvino
+
+        super().__init__(onnx_bytes, inputs, threads, outputs)
+        self.core = openvino.Core()
+        self.own_graph = graph is not None
+        self.graph = graph if graph is not None else self.core.read_model(onnx_bytes)
+        self.compiled: dict[tuple[tuple[int, ...], ...], Any] = {}
+        self.requests: dict[tuple[tuple[int, ...], ...], Any] = {}
+
+    def config(self) -> dict[str, Any]:
+        """The CPU plugin's settings: threads, float32 for float layers, one stream."""
+        return {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": "f32",
+                "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+
+    def compiled_for(self, shapes: tuple[tuple[int, ...], ...]) -> Any:
+        """The model compiled for inputs of ``shapes`` (in :attr:`inputs` order)."""
+        if shapes not in self.compiled:
+            graph = self.graph.clone()
+            graph.reshape({name: list(shape) for name, shape in zip(self.inputs, shapes)})
+            self.compiled[shapes] = self.core.compile_model(graph, "CPU", self.config())
+        return self.compiled[shapes]
+
+    def run_arrays(self, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """The compiled model's outputs (copied: the plugin reuses its buffers)."""
+        shapes = tuple(arrays[n].shape for n in self.inputs)
+        compiled = self.compiled_for(shapes)
+        request = self.requests.setdefault(shapes, compiled.create_infer_request())
+        results = request.infer({n: arrays[n] for n in self.inputs})
+        return [np.array(results[out]) for out in compiled.outputs]
+
+    def save(self, path: str | Path) -> Path:
+        """Write the ONNX model to ``path`` (a model given as ``graph``: OpenVINO IR, the
+        ``.xml`` at ``path`` and its ``.bin`` beside it)."""
+        if not self.own_graph:
+            return super().save(path)
+        import openvino
+
+        path = Path(path)
+        openvino.save_model(self.graph, str(path))
+        return path
+
+
+def int8_layers(model: OvModel) -> int:
+    """How many layers of ``model``'s compiled forms run in int8 / uint8 (0 before a call)."""
+    found = 0
+    for compiled in model.compiled.values():
+        for op in compiled.get_runtime_model().get_ops():
+            info = op.get_rt_info()
+            kind = info["layerType"].astype(str) if "layerType" in info else ""
+            precision = info["runtimePrecision"].astype(str) if "runtimePrecision" in info \
+                else ""
+            if kind in ("FullyConnected", "Convolution", "MatMul") and precision in ("i8", "u8"):
+                found += 1
+    return found
+
+
+def build(model: nn.Module, units: list[Unit], plan: Plan, stats: CalibrationStats,
+          example: ModelInputs, threads: int) -> OvModel:
+    """Export ``model`` with ``units`` computed as ``plan`` says and compile it in OpenVINO.
+
+    Args:
+        model: the float model (a copy is exported; it is not modified).
+        units: the units to quantize (those the plan does not leave in float32; every one
+            static 8-bit, which the registry checked).
+        plan: unit name -> spec.
+        stats: calibration statistics of the static units.
+        example: a batch of inputs to trace the export with.
+        threads: intra-op threads of the CPU plugin.
+    """
+    exported = copy.deepcopy(model).eval()
+
+    def gemm(unit: Unit, module: nn.Module, spec: QuantSpec,
+             observer: Observer | None) -> nn.Module:
+        if unit.kind == "conv_gemm":
+            return QdqConv(module, spec, observer)
+        return QdqLinear(module, spec, observer)
+
+    def attention(qk: QuantSpec, pv: QuantSpec, points: dict) -> nn.Module:
+        return QdqAttention(qk, pv, points)
+
+    swap_units(exported, units, plan, stats, gemm, attention)
+    graph = export_onnx(exported, example)
+    return OvModel(graph.onnx_bytes, graph.inputs, threads, graph.outputs)
