@@ -4,10 +4,11 @@ For the embedded model on this CPU: ``search.run`` (this machine's measured late
 one per runtime; sqnr_global sensitivity) gives the exact Pareto front of each runtime;
 ``--points`` plans spread along each front are deployed in their runtime and measured side
 by side, interleaved round by round, with every configuration of ``bench_deploy.py``: torch
-fp32 / bf16, torch.ao dynamic int8, ONNX Runtime fp32 and ``quantize_dynamic`` int8, and the
-uniform mixprec plans (W8A8 static, W8A8 dynamic, W4A16, Hybrid Quantization) in both
-runtimes. Printed: the CPU fingerprint; every configuration's measured ms and top-1 on the
-1,000 test digits (front plans also with their predicted ms); then, for every other
+fp32 / bf16, torch.ao dynamic int8, ONNX Runtime fp32 and ``quantize_dynamic`` int8, OpenVINO
+fp32 and NNCF + OpenVINO int8, and the uniform mixprec plans (W8A8 static, W8A8 dynamic,
+W4A16, Hybrid Quantization) in the three runtimes. Printed: the CPU fingerprint; every
+configuration's measured ms and top-1 on the 1,000 test digits (front plans also with their
+predicted ms); then, for every other
 configuration, the fastest front plan at the same or better top-1 and its measured speed-up
 ("dominated" when that plan is also no slower). No assertions.
 
@@ -89,6 +90,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-block-s", type=float, default=0.25)
     args = parser.parse_args()
+    from mixprec.kernels.registry import RUNTIMES
+
+    args.runtimes = list(RUNTIMES)
     from mixprec.kernels import cpu_fingerprint
 
     print(f"CPU: {cpu_fingerprint(args.threads).summary()}")

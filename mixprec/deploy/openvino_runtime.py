@@ -3,10 +3,10 @@
 Static int8 units are swapped for the quantize-dequantize stand-ins of
 :mod:`mixprec.kernels.ov.modules`, the model is exported to ONNX
 (:func:`~mixprec.deploy.onnx_graph.export_onnx`) and OpenVINO reads it: its low-precision
-transformations run those GEMMs in int8, the rest in float32 (the plugin is told to keep
-float32: on CPUs with bf16 it would otherwise run float layers in bf16, which the plan did
-not ask for). The model is compiled once per input shape (static shapes run faster than the
-dynamic batch axis), on the given number of threads, one stream, latency mode.
+transformations run those GEMMs in int8, the rest in float32
+(:func:`~mixprec.kernels.ov.plugin.cpu_config`: the given number of threads, one stream,
+latency mode). The model is compiled once per input shape (static shapes run faster than
+the dynamic batch axis).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from torch import nn
 from mixprec.deploy.onnx_graph import GraphModel, export_onnx
 from mixprec.deploy.outputs import OutputStructure
 from mixprec.kernels.ov.modules import QdqAttention, QdqConv, QdqLinear
+from mixprec.kernels.ov.plugin import cpu_config, int8_layer_count
 from mixprec.quant.calibrate import CalibrationStats
 from mixprec.quant.inputs import ModelInputs
 from mixprec.quant.observers import Observer
@@ -55,17 +56,13 @@ class OvModel(GraphModel):
         self.compiled: dict[tuple[tuple[int, ...], ...], Any] = {}
         self.requests: dict[tuple[tuple[int, ...], ...], Any] = {}
 
-    def config(self) -> dict[str, Any]:
-        """The CPU plugin's settings: threads, float32 for float layers, one stream."""
-        return {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": "f32",
-                "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-
     def compiled_for(self, shapes: tuple[tuple[int, ...], ...]) -> Any:
         """The model compiled for inputs of ``shapes`` (in :attr:`inputs` order)."""
         if shapes not in self.compiled:
             graph = self.graph.clone()
             graph.reshape({name: list(shape) for name, shape in zip(self.inputs, shapes)})
-            self.compiled[shapes] = self.core.compile_model(graph, "CPU", self.config())
+            self.compiled[shapes] = self.core.compile_model(graph, "CPU",
+                                                           cpu_config(self.threads))
         return self.compiled[shapes]
 
     def run_arrays(self, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -89,17 +86,9 @@ class OvModel(GraphModel):
 
 
 def int8_layers(model: OvModel) -> int:
-    """How many layers of ``model``'s compiled forms run in int8 / uint8 (0 before a call)."""
-    found = 0
-    for compiled in model.compiled.values():
-        for op in compiled.get_runtime_model().get_ops():
-            info = op.get_rt_info()
-            kind = info["layerType"].astype(str) if "layerType" in info else ""
-            precision = info["runtimePrecision"].astype(str) if "runtimePrecision" in info \
-                else ""
-            if kind in ("FullyConnected", "Convolution", "MatMul") and precision in ("i8", "u8"):
-                found += 1
-    return found
+    """How many GEMM layers of ``model``'s compiled forms run in int8 / uint8 (0 before a
+    call)."""
+    return sum(int8_layer_count(c) for c in model.compiled.values())
 
 
 def build(model: nn.Module, units: list[Unit], plan: Plan, stats: CalibrationStats,
