@@ -1,5 +1,6 @@
 """Real quantized execution: Triton GPU kernels (``triton/``), CPU modules (``cpu/``), ONNX
-Runtime graph pieces (``ort/``), and the registry of what runs exactly where."""
+Runtime graph pieces (``ort/``), OpenVINO's quantize-dequantize stand-ins (``ov/``), and the
+registry of what runs exactly where."""
 
 from mixprec.kernels.cpu.capabilities import CpuFingerprint, cpu_fingerprint
 from mixprec.kernels.registry import (
