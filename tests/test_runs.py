@@ -123,6 +123,23 @@ def test_export_onnx_runs_in_onnxruntime_close_to_the_simulation(a15_run, capsys
         "MatMulInteger" in done["ops"] or "MatMulIntegerToFloat" in done["ops"])
 
 
+def test_export_openvino_writes_ir_that_reloads_close_to_the_simulation(a15_run, capsys):
+    from mixprec.quant import Plan
+
+    out, _ = a15_run
+    assert main(["export", str(out), "--format", "openvino", "--quiet", "--json",
+                 "--float-unsupported"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    path = Path(done["path"])
+    assert path.suffix == ".xml" and path.with_suffix(".bin").is_file()
+    assert done["sqnr_db"] >= 30
+    plan = Plan.from_json((out / "plan.json").read_text())
+    dynamic = [n for n, s in plan.specs if s.act_mode == "dynamic"]
+    kept = [n for n, s in plan.specs if not s.is_float and n not in done["left_float"]]
+    assert set(dynamic) <= set(done["left_float"])
+    assert done["ops"].get("FakeQuantize", 0) >= len(kept)  # two or more per integer unit
+
+
 def test_export_plan_round_trips(a15_run, capsys):
     from mixprec.quant import Plan
 

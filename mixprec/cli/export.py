@@ -1,5 +1,5 @@
 """The ``mixprec export`` subcommand: a run's chosen plan as plan JSON, a deployed PyTorch
-model or an ONNX Runtime model."""
+model, an ONNX Runtime model or OpenVINO IR."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from pathlib import Path
 
 from mixprec.deploy.export import FORMATS
 
-SUFFIXES = {"plan": ".plan.json", "torch": ".pt", "onnx": ".onnx"}
+SUFFIXES = {"plan": ".plan.json", "torch": ".pt", "onnx": ".onnx", "openvino": ".xml"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``export`` to the ``mixprec`` command's subparsers."""
     p = subparsers.add_parser(
-        "export", help="export a run's plan as plan JSON, a saved PyTorch module or an ONNX model",
+        "export", help="export a run's plan as plan JSON, a saved PyTorch module, an ONNX model "
+        "or OpenVINO IR",
         description=run.__doc__)
     p.add_argument("run_folder", type=Path, help="a folder written by `mixprec search --out`")
     p.add_argument("--format", choices=FORMATS, default="plan")
@@ -33,8 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export the chosen plan of a run folder: "plan" (the plan JSON), "torch" (the
-    deployed module, saved whole and reloaded to identical outputs) or "onnx" (the ONNX
-    Runtime graph, checked for output SQNR >= 30 dB against the simulated model)."""
+    deployed module, saved whole and reloaded to identical outputs), "onnx" (the ONNX
+    Runtime graph) or "openvino" (OpenVINO IR, model.xml and model.bin); the last two are
+    read back and checked for output SQNR >= 30 dB against the simulated model."""
     from mixprec.cli.progress import Progress
     from mixprec.cli.run_inputs import run_model_and_data
     from mixprec.deploy.export import export_plan, meets_onnx_target
@@ -68,9 +70,9 @@ def run(args: argparse.Namespace) -> int:
             print("operators: " + ", ".join(f"{op} x{n}" for op, n in done.ops.items()))
         if done.left_float:
             print(f"left in float32 (no {args.format} form): {', '.join(done.left_float)}")
-    if args.format == "onnx" and not meets_onnx_target(done):
-        print(f"mixprec export: error: the ONNX model's output SQNR {done.sqnr_db:.1f} dB is "
-              "below 30 dB against the simulation", flush=True)
+    if args.format in ("onnx", "openvino") and not meets_onnx_target(done):
+        print(f"mixprec export: error: the {args.format} model's output SQNR "
+              f"{done.sqnr_db:.1f} dB is below 30 dB against the simulation", flush=True)
         return 1
     if done.reloaded_identical is False:
         return 1

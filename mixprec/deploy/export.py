@@ -1,6 +1,7 @@
 """Export a plan's deployed model: the PyTorch module (saved whole, reloaded to the same
-outputs) or the ONNX Runtime graph (QuantizeLinear / DequantizeLinear, MatMulInteger,
-MatMulNBits), checked against the simulation."""
+outputs), the ONNX Runtime graph (QuantizeLinear / DequantizeLinear, MatMulInteger,
+MatMulNBits) or the OpenVINO IR (FakeQuantize around the integer GEMMs), each reloaded and
+checked against the simulation."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,9 +21,11 @@ from mixprec.quant.simulate import simulate
 from mixprec.quant.units import UnitList
 from mixprec.sensitivity.metrics import sqnr_db
 
-FORMATS = ("plan", "torch", "onnx")
+FORMATS = ("plan", "torch", "onnx", "openvino")
+RUNTIMES = {"torch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}
+"""Export format -> the runtime that deploys it."""
 ONNX_MIN_SQNR_DB = 30.0
-"""Output SQNR the ONNX model must keep against the simulated model."""
+"""Output SQNR an ONNX or OpenVINO model must keep against the simulated model."""
 
 
 class UnsupportedUnitsError(ValueError):
@@ -34,13 +38,13 @@ class Exported:
 
     Attributes:
         path: the file written.
-        format: ``plan``, ``torch`` or ``onnx``.
+        format: ``plan``, ``torch``, ``onnx`` or ``openvino``.
         sqnr_db: output SQNR of the exported model against the simulated model on the
             check images (inf: identical; None for ``plan``).
         reloaded_identical: ``torch``: the reloaded module gives bit-identical outputs.
         left_float: units exported in float32 because their spec has no form in the format
             (only with ``float_unsupported``).
-        ops: ``onnx``: how many nodes of each operator type the graph has.
+        ops: ``onnx`` / ``openvino``: how many nodes of each operator type the graph has.
     """
 
     path: Path
@@ -79,7 +83,7 @@ def export_plan(model: nn.Module, plan: Plan, units: UnitList, calib: torch.Tens
         return Exported(path, fmt)
     from mixprec.deploy import deploy
 
-    runtime = "onnxruntime" if fmt == "onnx" else "torch"
+    runtime = RUNTIMES[fmt]
     missing = unsupported_units(plan, units, runtime)
     if missing and not float_unsupported:
         raise UnsupportedUnitsError(
@@ -92,18 +96,32 @@ def export_plan(model: nn.Module, plan: Plan, units: UnitList, calib: torch.Tens
                       threads=threads)
     with torch.inference_mode():
         simulated = simulate(model, plan, calib, units=units, stats=stats)(check_images)
-        if fmt == "onnx":
-            deployed.save(path)
-            from mixprec.deploy.onnx_runtime import OrtModel
-
-            reloaded = OrtModel(path.read_bytes(), deployed.inputs, threads, deployed.outputs)
+        if fmt in ("onnx", "openvino"):
+            reloaded, ops = _saved_graph(deployed, path, fmt, threads)
             return Exported(path, fmt, sqnr_db=sqnr_db(torch.as_tensor(
-                reloaded(check_images)), simulated), left_float=left, ops=onnx_ops(path))
+                reloaded(check_images)), simulated), left_float=left, ops=ops)
         before = deployed(check_images)
         torch.save(deployed, path)
         after = load_torch(path)(check_images)
     return Exported(path, fmt, sqnr_db=sqnr_db(before, simulated),
                     reloaded_identical=bool(torch.equal(before, after)), left_float=left)
+
+
+def _saved_graph(deployed: Any, path: Path, fmt: str, threads: int
+                 ) -> tuple[Any, dict[str, int]]:
+    """Save a graph runtime's model as ``fmt`` and read it back: (the reloaded model, its
+    operator counts)."""
+    if fmt == "onnx":
+        from mixprec.deploy.onnx_runtime import OrtModel
+
+        deployed.save(path)
+        return OrtModel(path.read_bytes(), deployed.inputs, threads, deployed.outputs), \
+            onnx_ops(path)
+    from mixprec.deploy.openvino_runtime import OvModel, graph_ops
+
+    deployed.save(path)
+    reloaded = OvModel.load_ir(path, deployed.inputs, threads, deployed.outputs)
+    return reloaded, graph_ops(reloaded)
 
 
 def load_torch(path: str | Path) -> nn.Module:
@@ -113,7 +131,8 @@ def load_torch(path: str | Path) -> nn.Module:
 
 
 def meets_onnx_target(exported: Exported) -> bool:
-    """Whether an ONNX export keeps :data:`ONNX_MIN_SQNR_DB` against the simulation."""
+    """Whether an ONNX or OpenVINO export keeps :data:`ONNX_MIN_SQNR_DB` against the
+    simulation."""
     return exported.sqnr_db is not None and (math.isinf(exported.sqnr_db)
                                              or exported.sqnr_db >= ONNX_MIN_SQNR_DB)
 

@@ -39,10 +39,12 @@ class OnnxGraph(NamedTuple):
     outputs: OutputStructure
 
 
-def export_onnx(model: nn.Module, example: ModelInputs, ms_domain: bool = False) -> OnnxGraph:
+def export_onnx(model: nn.Module, example: ModelInputs, ms_domain: bool = False,
+                fold_constants: bool = True) -> OnnxGraph:
     """``model`` traced on ``example`` into ONNX (dynamic batch axis); the graph returns the
     tensors of the model's output, flat. ``ms_domain``: the model emits ONNX Runtime's
-    ``com.microsoft`` operators."""
+    ``com.microsoft`` operators; ``fold_constants=False`` keeps computations on constants
+    (OpenVINO's compressed weights) as nodes."""
     names = input_names(example)
     sample = first_samples(example, 2)
     positional = _Positional(model, names, isinstance(sample, Mapping))
@@ -53,7 +55,8 @@ def export_onnx(model: nn.Module, example: ModelInputs, ms_domain: bool = False)
             positional, tuple(tensors(sample)),
             buffer, dynamo=False, opset_version=OPSET,
             custom_opsets={MS_DOMAIN: 1} if ms_domain else None,
-            input_names=names, dynamic_axes={n: {0: BATCH_AXIS} for n in names})
+            input_names=names, dynamic_axes={n: {0: BATCH_AXIS} for n in names},
+            do_constant_folding=fold_constants)
     logger.info("exported ONNX graph: %.1f MB", buffer.tell() / 1e6)
     if positional.structure is None:
         raise RuntimeError("the ONNX export did not call the model")

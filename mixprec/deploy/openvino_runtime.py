@@ -1,9 +1,11 @@
 """The OpenVINO runtime: a plan's model as an ONNX graph compiled by OpenVINO's CPU plugin.
 
-Static int8 units are swapped for the quantize-dequantize stand-ins of
-:mod:`mixprec.kernels.ov.modules`, the model is exported to ONNX
+Integer units are swapped for the stand-ins of :mod:`mixprec.kernels.ov.modules`
+(quantize-dequantize pairs for static activations, compressed weights for weight-only specs),
+the model is exported to ONNX
 (:func:`~mixprec.deploy.onnx_graph.export_onnx`) and OpenVINO reads it: its low-precision
-transformations run those GEMMs in int8, the rest in float32
+transformations run those GEMMs in int8 (compressed weights: 4- or 8-bit weights
+decompressed inside the fully connected layer), the rest in float32
 (:func:`~mixprec.kernels.ov.plugin.cpu_config`: the given number of threads, one stream,
 latency mode). The model is compiled once per input shape (static shapes run faster than
 the dynamic batch axis).
@@ -21,8 +23,8 @@ from torch import nn
 
 from mixprec.deploy.onnx_graph import GraphModel, export_onnx
 from mixprec.deploy.outputs import OutputStructure
-from mixprec.kernels.ov.modules import QdqAttention, QdqConv, QdqLinear
-from mixprec.kernels.ov.plugin import cpu_config, int8_layer_count
+from mixprec.kernels.ov.modules import CompressedLinear, QdqAttention, QdqConv, QdqLinear
+from mixprec.kernels.ov.plugin import cpu_config, int8_layer_count, narrow_nibbles
 from mixprec.quant.calibrate import CalibrationStats
 from mixprec.quant.inputs import ModelInputs
 from mixprec.quant.observers import Observer
@@ -42,7 +44,7 @@ class OvModel(GraphModel):
         threads: inference threads of the CPU plugin.
         outputs: the model output's structure.
         graph: an OpenVINO model to compile instead of ``onnx_bytes`` (NNCF's quantized
-            model of the same export); :meth:`save` then writes it as OpenVINO IR.
+            model of the same export, or IR read back).
     """
 
     def __init__(self, onnx_bytes: bytes, inputs: Sequence[str], threads: int,
@@ -52,7 +54,10 @@ class OvModel(GraphModel):
         super().__init__(onnx_bytes, inputs, threads, outputs)
         self.core = openvino.Core()
         self.own_graph = graph is not None
-        self.graph = graph if graph is not None else self.core.read_model(onnx_bytes)
+        if graph is None:
+            graph = self.core.read_model(onnx_bytes)
+            narrow_nibbles(graph)
+        self.graph = graph
         self.compiled: dict[tuple[tuple[int, ...], ...], Any] = {}
         self.requests: dict[tuple[tuple[int, ...], ...], Any] = {}
 
@@ -74,15 +79,35 @@ class OvModel(GraphModel):
         return [np.array(results[out]) for out in compiled.outputs]
 
     def save(self, path: str | Path) -> Path:
-        """Write the ONNX model to ``path`` (a model given as ``graph``: OpenVINO IR, the
-        ``.xml`` at ``path`` and its ``.bin`` beside it)."""
-        if not self.own_graph:
+        """Write the model to ``path``: OpenVINO IR where ``path`` ends in ``.xml`` (its
+        weights in the ``.bin`` beside it, float32 kept), else the ONNX model (a model given
+        as ``graph`` has none: IR only)."""
+        path = Path(path)
+        if path.suffix != ".xml" and not self.own_graph:
             return super().save(path)
+        if path.suffix != ".xml":
+            raise ValueError(f"{path}: this model was given as an OpenVINO graph; save it as "
+                             "OpenVINO IR (a path ending in .xml)")
         import openvino
 
-        path = Path(path)
-        openvino.save_model(self.graph, str(path))
+        openvino.save_model(self.graph, str(path), compress_to_fp16=False)
         return path
+
+    @classmethod
+    def load_ir(cls, path: str | Path, inputs: Sequence[str], threads: int,
+                outputs: OutputStructure | None = None) -> OvModel:
+        """A model saved as OpenVINO IR by :meth:`save`."""
+        import openvino
+
+        return cls(b"", inputs, threads, outputs, graph=openvino.Core().read_model(str(path)))
+
+
+def graph_ops(model: OvModel) -> dict[str, int]:
+    """Operator type -> count in ``model``'s OpenVINO graph (before compilation)."""
+    counts: dict[str, int] = {}
+    for op in model.graph.get_ops():
+        counts[op.get_type_name()] = counts.get(op.get_type_name(), 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
 def int8_layers(model: OvModel) -> int:
@@ -97,8 +122,8 @@ def build(model: nn.Module, units: list[Unit], plan: Plan, stats: CalibrationSta
 
     Args:
         model: the float model (a copy is exported; it is not modified).
-        units: the units to quantize (those the plan does not leave in float32; every one
-            static 8-bit, which the registry checked).
+        units: the units to quantize (those the plan does not leave in float32; each one
+            static 7- or 8-bit, or weight-only, which the registry checked).
         plan: unit name -> spec.
         stats: calibration statistics of the static units.
         example: a batch of inputs to trace the export with.
@@ -108,6 +133,8 @@ def build(model: nn.Module, units: list[Unit], plan: Plan, stats: CalibrationSta
 
     def gemm(unit: Unit, module: nn.Module, spec: QuantSpec,
              observer: Observer | None) -> nn.Module:
+        if not spec.quantizes_acts:
+            return CompressedLinear(module, spec)
         if unit.kind == "conv_gemm":
             return QdqConv(module, spec, observer)
         return QdqLinear(module, spec, observer)
@@ -116,5 +143,5 @@ def build(model: nn.Module, units: list[Unit], plan: Plan, stats: CalibrationSta
         return QdqAttention(qk, pv, points)
 
     swap_units(exported, units, plan, stats, gemm, attention)
-    graph = export_onnx(exported, example)
+    graph = export_onnx(exported, example, fold_constants=False)
     return OvModel(graph.onnx_bytes, graph.inputs, threads, graph.outputs)

@@ -197,6 +197,13 @@ def _ov_kernels(int8: bool, int7: bool) -> list[Kernel]:
         kernels.append(Kernel("w8a7", WEIGHT_KINDS, _qdq_gemm(7),
                               "W8A7 static (FakeQuantize, u8 operands below 128)",
                               () if int8 else (W8A7_STATIC,)))
+    kernels += [
+        Kernel("w4a16", ("linear",), _weight_only(4, _ANY_INT4, ("float32",), True),
+               "W4A16 (compressed 4-bit weights, float32 activations)", (W4A16_G32,)),
+        Kernel("w8a16", ("linear",),
+               _weight_only(8, ("per_channel", "per_tensor"), ("float32",), True),
+               "W8A16 (compressed 8-bit weights, float32 activations)"),
+    ]
     return kernels
 
 

@@ -74,6 +74,31 @@ def test_openvino_agrees_with_simulation(name, mnist_model, mnist_units, mnist_c
     assert report.runtime == "openvino" and set(report.backends) == {u.name for u in gemms}
 
 
+@pytest.mark.parametrize("spec, stored", [
+    (QuantSpec(weight_bits=4, act_bits=16, act_mode="none", weight_granularity="per_group",
+               group_size=32), "i4"),
+    (QuantSpec(weight_bits=4, act_bits=16, act_mode="none", weight_granularity="per_group",
+               group_size=64, weight_symmetric=False), "u4"),
+    (QuantSpec(weight_bits=8, act_bits=16, act_mode="none"), "i8")])
+def test_weight_only_specs_run_as_compressed_weights(spec, stored, mnist_model, mnist_units,
+                                                     mnist_calib, mnist_test):
+    from mixprec.kernels.ov.plugin import int8_layer_count
+
+    linears = [u for u in mnist_units if u.kind == "linear"]
+    plan = Plan.uniform(mnist_units, FP32).replace({u.name: spec for u in linears})
+    real = deploy(mnist_model, plan, calib=mnist_calib, units=mnist_units, runtime="openvino")
+    x = mnist_test[0][:200]
+    with torch.inference_mode():
+        want = simulate(mnist_model, plan, mnist_calib, units=mnist_units)(x)
+    assert sqnr(real(x), want) >= 60.0  # float32 activations: the same sums in another order
+    compiled = next(iter(real.compiled.values()))
+    layers = [op.get_rt_info() for op in compiled.get_runtime_model().get_ops()]
+    fused = [i for i in layers if i["layerType"].astype(str) == "FullyConnected"
+             and i["runtimePrecision"].astype(str) == stored]
+    assert len(fused) == len(linears)  # decompressed inside each fully connected layer
+    assert stored != "i8" or int8_layer_count(compiled) == len(linears)
+
+
 def test_float_plan_equals_the_float_model(mnist_model, mnist_units, mnist_calib, mnist_test):
     real = deploy(mnist_model, Plan.uniform(mnist_units, FP32), calib=mnist_calib,
                   units=mnist_units, runtime="openvino")

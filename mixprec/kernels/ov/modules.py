@@ -1,5 +1,6 @@
-"""Stand-in modules that export each static integer unit of a plan as the quantize-dequantize
-pattern OpenVINO's CPU plugin runs in integer arithmetic.
+"""Stand-in modules that export each integer unit of a plan in the patterns OpenVINO's CPU
+plugin runs in integer arithmetic: static activations as quantize-dequantize pairs, weight-only
+specs as compressed weights.
 
 The ONNX export (:func:`mixprec.deploy.onnx_graph.export_onnx`) turns PyTorch's fake-quantize
 ops into ``QuantizeLinear`` / ``DequantizeLinear`` pairs; OpenVINO reads them as
@@ -11,6 +12,13 @@ back the same integers), the activation scale and zero point come from the same 
 observer, and fake-quantize rounds half to even and saturates as
 :func:`mixprec.quant.fake.quantize` does. Called eagerly, the modules compute the
 simulation's numbers in PyTorch.
+
+Weight-only specs (:class:`CompressedLinear`) keep the integer weights as an int8 constant
+with per-group scales and zero points, dequantized in the graph by plain ops (Cast, Sub, Mul,
+Reshape): the plugin fuses that into its fully connected layer as compressed weights (4-bit
+ones narrowed to OpenVINO's i4 / u4 by :func:`~mixprec.kernels.ov.plugin.narrow_nibbles`),
+with float32 activations. The export must not fold constants, or the pattern becomes a float
+weight.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mixprec.kernels.ov.plugin import NIBBLES
 from mixprec.quant.fake import integer_weight, qrange
 from mixprec.quant.modules import expand_kv_heads
 from mixprec.quant.observers import Observer
@@ -158,3 +167,46 @@ class QdqAttention(nn.Module):
         k, v = expand_kv_heads(call)
         probs = attention_scores(call, self._maybe("q", call.q), self._maybe("k", k))
         return self._maybe("p", probs) @ self._maybe("v", v)
+
+
+class CompressedLinear(nn.Module):
+    """W4A16 / W8A16 linear with float32 activations: the simulation's integer weights
+    ``[out, groups, group size]`` dequantized in the graph (padding inputs, if any, dequantize
+    to 0 and are cut off).
+
+    Raises:
+        ValueError: a spec that quantizes activations, or weights other than 4- or 8-bit.
+    """
+
+    def __init__(self, linear: nn.Linear, spec: QuantSpec) -> None:
+        super().__init__()
+        if spec.quantizes_acts or spec.weight_bits not in (4, 8):
+            raise ValueError(f"{spec.label}: OpenVINO compresses 4- and 8-bit weights with "
+                             "float activations")
+        iw = integer_weight(linear.weight, spec)
+        rows, cols = iw.q.shape
+        groups = iw.scale.shape[1]
+        padded = torch.nn.functional.pad(iw.q, (0, groups * iw.group_size - cols))
+        padded[:, cols:] = iw.zero_point[:, -1:]  # padding dequantizes to 0
+        dtype = torch.int8 if spec.weight_symmetric else torch.uint8
+        name = NIBBLES if spec.weight_bits == 4 else "bytes"
+        self.register_buffer(name, padded.reshape(rows, groups, iw.group_size).to(dtype))
+        self.values_name = name
+        self.register_buffer("scales", iw.scale.float().reshape(rows, groups, 1).contiguous())
+        self.register_buffer("zero_points",
+                             iw.zero_point.float().reshape(rows, groups, 1).contiguous())
+        self.register_buffer("bias", None if linear.bias is None else
+                             linear.bias.detach().float().clone())
+        self.shape = (rows, cols)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantized weight ``[out, in]`` (read by models that check
+        ``.weight.dtype``)."""
+        values = getattr(self, self.values_name)
+        rows, cols = self.shape
+        weight = ((values.float() - self.zero_points) * self.scales).reshape(rows, -1)
+        return weight if weight.shape[1] == cols else weight[:, :cols]  # a Slice breaks fusion
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
