@@ -11,7 +11,9 @@ them, so that a search can measure its plans beside them:
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mixprec.progress_bars import bars_hidden
 from mixprec.quant.inputs import ModelInputs, input_names, sample_count, take, tensors
 
 PEER_NAMES = {"onnxruntime": "ORT quantize_dynamic", "torch": "torch.ao dynamic int8",
@@ -88,7 +91,9 @@ def nncf_openvino(model: nn.Module, example: ModelInputs, calib: ModelInputs, th
     count = min(NNCF_SAMPLES, sample_count(calib))
     items = [dict(zip(names, (t.numpy() for t in tensors(take(calib, i, i + 1)))))
              for i in range(count)]
-    with warnings.catch_warnings():
+    hush = contextlib.redirect_stdout(io.StringIO()) if bars_hidden() else \
+        contextlib.nullcontext()
+    with warnings.catch_warnings(), hush:  # NNCF's progress bars print to stdout
         warnings.simplefilter("ignore")
         quantized = nncf.quantize(openvino.Core().read_model(fp32.onnx_bytes),
                                   nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,

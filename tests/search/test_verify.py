@@ -157,3 +157,37 @@ def test_onnx_runtime_peer_is_the_uniform_affine_plan_measured_once(mnist_model,
     assert verification.chosen == "int8 dynamic affine" and verification.dominated_by == []
     assert verification.relations[peer.name] == ("the same model as the chosen plan "
                                                  "(equal outputs)")
+
+
+def test_openvino_choice_is_measured_beside_nncf(mnist_model, mnist_units, mnist_calib,
+                                                 mnist_test, monkeypatch):
+    """In OpenVINO the one-line peer is NNCF's own int8 model: no plan of mixprec's, so it is
+    deployed, timed and evaluated beside the plans."""
+    from mixprec import kernels
+
+    pytest.importorskip("nncf")
+    static = [s for s in kernels.candidates("cpu", "linear", "openvino") if not s.is_float][0]
+    on_weights = Plan(tuple((u.name, static if u.kind in WEIGHT_KINDS else FP32)
+                            for u in mnist_units))
+    baselines = {"fp32": FrontPoint(10.0, 0.0, Plan.uniform(mnist_units, FP32)),
+                 "int8 static": FrontPoint(6.0, 0.1, on_weights)}
+    timed = []
+
+    def fake_timing(reference, fns, policy=None):
+        timed.append(len(fns))
+        return [RatioTiming(0.6 + 0.1 * i, 0.01, 6.0, 10.0, 4, False, (0.6 + 0.1 * i,) * 4)
+                for i in range(len(fns))]
+
+    images, labels = mnist_test[0][:100], mnist_test[1][:100]
+
+    def top1(model) -> float:
+        return float((model(images).argmax(-1) == labels).float().mean())
+
+    monkeypatch.setattr(validate, "time_against", fake_timing)
+    _, verification, _ = verify_choice(
+        mnist_model, mnist_units, baselines["int8 static"], baselines,
+        [baselines["int8 static"]], mnist_calib[:64], "openvino", Budget(max_drop=0.5), top1)
+    peer = verification.row(PEER_NAMES["openvino"])
+    assert timed == [2] and peer.role == "peer" and peer.same_as is None
+    assert peer.top1 is not None and peer.top1 > 0.5  # NNCF's model, evaluated
+    assert verification.chosen == "int8 static"
