@@ -24,3 +24,23 @@ def observer(x: torch.Tensor) -> Observer:
     obs = Observer()
     obs.observe(x)
     return obs
+
+
+def deployed_against_simulated(model: torch.nn.Module, plan, calib: torch.Tensor,
+                               test: tuple[torch.Tensor, torch.Tensor], runtime: str,
+                               **kw) -> tuple[object, dict[str, float]]:
+    """``plan`` deployed in ``runtime`` and simulated (``kw``: units, stats), both run on the
+    test images: (the deployed model, {"sqnr": its output SQNR against the simulation in
+    dB, "top1_gap": the absolute top-1 difference})."""
+    from mixprec import deploy
+    from mixprec.quant import simulate
+
+    real = deploy(model, plan, calib=calib, runtime=runtime, **kw)
+    images, labels = test
+    with torch.inference_mode():
+        want = simulate(model, plan, calib, **kw)(images)
+    got = real(images)
+    assert got.shape == want.shape
+    gap = abs((got.argmax(-1) == labels).float().mean() - (want.argmax(-1) == labels).float()
+              .mean()).item()
+    return real, {"sqnr": sqnr(got, want), "top1_gap": gap}

@@ -10,8 +10,8 @@ import torch
 
 from mixprec import deploy, kernels
 from mixprec.deploy.onnx_runtime import OrtModel
-from mixprec.quant import Plan, QuantSpec, calibrate, simulate
-from tests.helpers import sqnr
+from mixprec.quant import Plan, QuantSpec, calibrate
+from tests.helpers import deployed_against_simulated
 
 pytest.importorskip("onnxruntime")
 
@@ -36,10 +36,6 @@ def mixed_plan(units) -> Plan:
         {u.name: rng.choice(options[u.kind]) for u in units})
 
 
-def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return (logits.argmax(-1) == labels).float().mean().item()
-
-
 @pytest.mark.parametrize("name", ["static", "dynamic", "mixed"])
 def test_onnxruntime_agrees_with_simulation(name, mnist_model, mnist_units, mnist_calib,
                                             mnist_test, stats):
@@ -47,16 +43,10 @@ def test_onnxruntime_agrees_with_simulation(name, mnist_model, mnist_units, mnis
              "dynamic": Plan.uniform(mnist_units, W8A8_DYNAMIC),
              "mixed": mixed_plan(mnist_units)}
     plan = plans[name]
-    kw = {"units": mnist_units, "stats": stats}
-    real = deploy(mnist_model, plan, calib=mnist_calib, runtime="onnxruntime", **kw)
-    sim = simulate(mnist_model, plan, mnist_calib, **kw)
-    x, y = mnist_test
-    with torch.inference_mode():
-        want = sim(x)
-    got = real(x)
-    assert isinstance(real, OrtModel) and got.shape == want.shape
-    assert sqnr(got, want) >= SQNR_DB
-    assert abs(top1(got, y) - top1(want, y)) <= TOP1_GAP
+    real, found = deployed_against_simulated(mnist_model, plan, mnist_calib, mnist_test,
+                                             "onnxruntime", units=mnist_units, stats=stats)
+    assert isinstance(real, OrtModel)
+    assert found["sqnr"] >= SQNR_DB and found["top1_gap"] <= TOP1_GAP
     report = real.deploy_report
     assert report.runtime == "onnxruntime" and report.cpu == kernels.cpu_fingerprint().key
     assert set(report.kernels) == {n for n, s in plan.specs if not (s.is_float and

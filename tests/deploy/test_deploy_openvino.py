@@ -15,7 +15,7 @@ import torch
 
 from mixprec import deploy, kernels
 from mixprec.quant import Plan, QuantSpec, calibrate, simulate
-from tests.helpers import sqnr
+from tests.helpers import deployed_against_simulated, sqnr
 
 pytest.importorskip("openvino")
 
@@ -30,10 +30,6 @@ FP32 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none")
 @pytest.fixture(scope="module")
 def stats(mnist_model, mnist_units, mnist_calib):
     return calibrate(mnist_model, mnist_units, mnist_calib)
-
-
-def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return (logits.argmax(-1) == labels).float().mean().item()
 
 
 def integer_spec() -> QuantSpec:
@@ -58,16 +54,10 @@ def test_openvino_agrees_with_simulation(name, mnist_model, mnist_units, mnist_c
              "attention float": uniform.replace(
                  {u.name: FP32 for u in mnist_units if u.is_attention})}
     plan = plans[name]
-    kw = {"units": mnist_units, "stats": stats}
-    real = deploy(mnist_model, plan, calib=mnist_calib, runtime="openvino", **kw)
-    sim = simulate(mnist_model, plan, mnist_calib, **kw)
-    x, y = mnist_test
-    with torch.inference_mode():
-        want = sim(x)
-    got = real(x)
-    assert isinstance(real, OvModel) and got.shape == want.shape
-    assert sqnr(got, want) >= SQNR_DB
-    assert abs(top1(got, y) - top1(want, y)) <= TOP1_GAP
+    real, found = deployed_against_simulated(mnist_model, plan, mnist_calib, mnist_test,
+                                             "openvino", units=mnist_units, stats=stats)
+    assert isinstance(real, OvModel)
+    assert found["sqnr"] >= SQNR_DB and found["top1_gap"] <= TOP1_GAP
     gemms = [u for u in mnist_units if not u.is_attention and not plan[u.name].is_float]
     assert int8_layers(real) >= len(gemms)  # every quantized GEMM runs in int8
     report = real.deploy_report
@@ -146,7 +136,7 @@ def test_without_vnni_8_bit_saturates_and_7_bit_stays_exact():
         import json, torch
         from mixprec import data, deploy, kernels, quant
         from mixprec.kernels.ov.exactness import ov_int8_exact
-        from tests.helpers import sqnr
+        from tests.helpers import deployed_against_simulated, sqnr
         model = data.mnist_vit("mnist-vit-small")
         x = data.mnist("test")[0][:200]
         calib = data.mnist("train")[0][:128]
