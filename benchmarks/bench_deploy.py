@@ -107,13 +107,19 @@ def runtime_plans(plans: dict, runtime: str) -> dict:
     return found
 
 
-def weight_only_plan(units, runtime: str):
-    """Uniform 4-bit weight-only linears with the runtime's proposed W4 candidate, or None."""
+def runtime_mixprec_plans(model, calib, runtime: str) -> dict:
+    """:func:`mixprec_plans` and uniform 4-bit weight-only linears (the runtime's proposed W4
+    candidate, if any) as the runtime deploys them (:func:`runtime_plans`)."""
     from mixprec import kernels
     from mixprec.quant import Plan
 
+    plans = mixprec_plans(model, calib)
+    units = next(iter(plans.values()))[1]
     w4 = [c for c in kernels.candidates("cpu", "linear", runtime) if c.weight_bits == 4]
-    return Plan.uniform([u for u in units if u.kind == "linear"], w4[0]) if w4 else None
+    if w4:
+        plans[f"W4A16 ({w4[0].label})"] = (
+            Plan.uniform([u for u in units if u.kind == "linear"], w4[0]), [])
+    return runtime_plans(plans, runtime)
 
 
 def torch_configs(model, x, calib, extra: dict[str, str]) -> dict[str, Callable]:
@@ -130,11 +136,7 @@ def torch_configs(model, x, calib, extra: dict[str, str]) -> dict[str, Callable]
     configs = {"torch fp32": lambda v: model(v),
                "torch bf16": lambda v: bf16(v.to(torch.bfloat16)).float(),
                "torch.ao dynamic int8": lambda v: dynamic(v)}
-    plans = mixprec_plans(model, calib)
-    w4 = weight_only_plan(next(iter(plans.values()))[1], "torch")
-    if w4 is not None:
-        plans[f"W4A16 ({w4.specs[0][1].label})"] = (w4, [])
-    for name, plan in runtime_plans(plans, "torch").items():
+    for name, plan in runtime_mixprec_plans(model, calib, "torch").items():
         configs[f"mixprec torch {name}"] = deploy(model, plan, calib=calib)
     for name, plan_json in extra.items():
         configs[name] = deploy(model, Plan.from_json(plan_json), calib=calib)
@@ -151,11 +153,7 @@ def ort_configs(model, x, calib, threads: int, extra: dict[str, str]
 
     configs = {"ORT fp32": OrtModel.of(export_onnx(model, calib), threads),
                "ORT quantize_dynamic int8": ort_quantize_dynamic(model, calib, threads)}
-    plans = mixprec_plans(model, calib)
-    w4 = weight_only_plan(next(iter(plans.values()))[1], "onnxruntime")
-    if w4 is not None:
-        plans[f"W4A16 ({w4.specs[0][1].label})"] = (w4, [])
-    for name, plan in runtime_plans(plans, "onnxruntime").items():
+    for name, plan in runtime_mixprec_plans(model, calib, "onnxruntime").items():
         configs[f"mixprec ORT {name}"] = deploy(model, plan, calib=calib, runtime="onnxruntime",
                                                 threads=threads)
     for name, plan_json in extra.items():
@@ -174,7 +172,7 @@ def openvino_configs(model, x, calib, threads: int, extra: dict[str, str]
 
     configs = {"OpenVINO fp32": OvModel.of(export_onnx(model, calib), threads),
                "NNCF + OpenVINO int8": nncf_openvino(model, calib, calib, threads)}
-    for name, plan in runtime_plans(mixprec_plans(model, calib), "openvino").items():
+    for name, plan in runtime_mixprec_plans(model, calib, "openvino").items():
         configs[f"mixprec OpenVINO {name}"] = deploy(model, plan, calib=calib,
                                                      runtime="openvino", threads=threads)
     for name, plan_json in extra.items():

@@ -35,7 +35,7 @@ def stats(mnist_model, mnist_units, mnist_calib):
 def integer_spec() -> QuantSpec:
     """The static spec OpenVINO runs exactly here (8-bit activations, or 7-bit without
     VNNI)."""
-    return [s for s in kernels.candidates("cpu", "linear", "openvino") if not s.is_float][0]
+    return [s for s in kernels.candidates("cpu", "linear", "openvino") if s.quantizes_acts][0]
 
 
 def integer_plan(units) -> Plan:
@@ -124,7 +124,7 @@ def test_what_openvino_cannot_run_is_refused_by_name(mnist_model, mnist_units, m
 
 def test_int8_is_offered_only_where_the_probe_finds_it_exact():
     offered = {s.act_bits for s in kernels.candidates("cpu", "linear", "openvino")
-               if not s.is_float}
+               if s.quantizes_acts}
     assert offered == ({8} if ov_int8_exact(8) else {7} if ov_int8_exact(7) else set())
 
 
@@ -141,7 +141,7 @@ def test_without_vnni_8_bit_saturates_and_7_bit_stays_exact():
         x = data.mnist("test")[0][:200]
         calib = data.mnist("train")[0][:128]
         units = quant.discover_units(model, x[:1])
-        specs = [s for s in kernels.candidates("cpu", "linear", "openvino") if not s.is_float]
+        specs = [s for s in kernels.candidates("cpu", "linear", "openvino") if s.quantizes_acts]
         plan = quant.Plan.uniform(units, specs[0]).replace(
             {u.name: quant.QuantSpec(16, 16, "none") for u in units if u.is_attention})
         with torch.inference_mode():

@@ -166,7 +166,7 @@ def test_openvino_choice_is_measured_beside_nncf(mnist_model, mnist_units, mnist
     from mixprec import kernels
 
     pytest.importorskip("nncf")
-    static = [s for s in kernels.candidates("cpu", "linear", "openvino") if not s.is_float][0]
+    static = [s for s in kernels.candidates("cpu", "linear", "openvino") if s.quantizes_acts][0]
     on_weights = Plan(tuple((u.name, static if u.kind in WEIGHT_KINDS else FP32)
                             for u in mnist_units))
     baselines = {"fp32": FrontPoint(10.0, 0.0, Plan.uniform(mnist_units, FP32)),
