@@ -58,6 +58,7 @@ from mixprec.cost_models.table import (
 )
 from mixprec.cost_models.terms import CostTerms, Term
 from mixprec.cost_models.timing import RatioTiming, TimingPolicy, time_against
+from mixprec.kernels.cpu.capabilities import runtime_versions
 from mixprec.kernels.registry import LOCAL_DEVICE, check_device, kernel_for
 from mixprec.kernels.registry import candidates as default_candidates
 from mixprec.progress_bars import bars_hidden
@@ -281,15 +282,6 @@ def _candidates_by_kind(units: UnitList, device: str, runtime: str,
             raise ValueError(f"no unit of this model can run {unused} on device {device!r} "
                              f"(runtime {runtime!r})")
     return {k: [FLOAT32] + [s for s in specs if s != FLOAT32] for k, specs in chosen.items()}
-
-
-def runtime_versions(runtime: str) -> dict[str, str]:
-    """The version of a runtime's package where the CPU fingerprint (whose key names the
-    torch and ONNX Runtime versions) does not cover it: OpenVINO's."""
-    from mixprec.kernels.cpu.capabilities import RUNTIME_PACKAGES
-    from mixprec.provenance import package_versions
-
-    return {} if runtime in RUNTIME_PACKAGES else package_versions([runtime])
 
 
 def _runtime_key(runtime: str) -> dict[str, Any]:

@@ -84,8 +84,7 @@ def load(device: str, model: str, runtime: str = "torch", batch: int = 1, thread
                 and (device != "cpu" or t.threads == threads)]
     if device != "cpu" and matching:  # a measured table of the class before an analytic one
         return min(matching, key=lambda found: found[1].source != "measured")[1]
-    from mixprec.cost_models.measurement import runtime_versions
-    from mixprec.kernels.cpu.capabilities import cpu_fingerprint
+    from mixprec.kernels.cpu.capabilities import cpu_fingerprint, runtime_versions
 
     here = cpu_fingerprint(threads=threads).key
     installed = runtime_versions(runtime)

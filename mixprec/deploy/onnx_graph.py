@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -63,7 +64,7 @@ def export_onnx(model: nn.Module, example: ModelInputs, ms_domain: bool = False,
     return OnnxGraph(buffer.getvalue(), names, positional.structure)
 
 
-class GraphModel:
+class GraphModel(ABC):
     """A deployed model that runs an exported ONNX graph in a graph runtime.
 
     Call it like the PyTorch model: it returns what the model returned (a tensor, a tuple, a
@@ -87,9 +88,9 @@ class GraphModel:
         self.outputs = outputs
         self.deploy_report: Any = None
 
+    @abstractmethod
     def run_arrays(self, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
         """The graph's outputs for its inputs by name."""
-        raise NotImplementedError
 
     def __call__(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> Any:
         feeds = dict(zip(self.inputs, args))

@@ -14,6 +14,7 @@ the dynamic batch axis).
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -62,20 +63,21 @@ class OvModel(GraphModel):
         self.requests: dict[tuple[tuple[int, ...], ...], Any] = {}
 
     def compiled_for(self, shapes: tuple[tuple[int, ...], ...]) -> Any:
-        """The model compiled for inputs of ``shapes`` (in :attr:`inputs` order)."""
+        """The model compiled for inputs of ``shapes`` (in :attr:`inputs` order), with its
+        infer request (made once: a call only runs it)."""
         if shapes not in self.compiled:
             graph = self.graph.clone()
             graph.reshape({name: list(shape) for name, shape in zip(self.inputs, shapes)})
-            self.compiled[shapes] = self.core.compile_model(graph, "CPU",
-                                                           cpu_config(self.threads))
+            compiled = self.core.compile_model(graph, "CPU", cpu_config(self.threads))
+            self.compiled[shapes] = compiled
+            self.requests[shapes] = compiled.create_infer_request()
         return self.compiled[shapes]
 
     def run_arrays(self, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
         """The compiled model's outputs (copied: the plugin reuses its buffers)."""
         shapes = tuple(arrays[n].shape for n in self.inputs)
         compiled = self.compiled_for(shapes)
-        request = self.requests.setdefault(shapes, compiled.create_infer_request())
-        results = request.infer({n: arrays[n] for n in self.inputs})
+        results = self.requests[shapes].infer({n: arrays[n] for n in self.inputs})
         return [np.array(results[out]) for out in compiled.outputs]
 
     def save(self, path: str | Path) -> Path:
@@ -104,10 +106,8 @@ class OvModel(GraphModel):
 
 def graph_ops(model: OvModel) -> dict[str, int]:
     """Operator type -> count in ``model``'s OpenVINO graph (before compilation)."""
-    counts: dict[str, int] = {}
-    for op in model.graph.get_ops():
-        counts[op.get_type_name()] = counts.get(op.get_type_name(), 0) + 1
-    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+    counts = Counter(op.get_type_name() for op in model.graph.get_ops())
+    return dict(counts.most_common())
 
 
 def int8_layers(model: OvModel) -> int:

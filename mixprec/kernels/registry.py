@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
+from mixprec.kernels.ov.modules import runs_as_qdq
 from mixprec.quant.spec import QuantSpec
 from mixprec.quant.units import UNIT_KINDS, Unit
 
@@ -103,10 +104,9 @@ def _affine_dynamic_gemm(s: QuantSpec) -> bool:
 
 
 def _qdq_act(act_bits: int, s: QuantSpec) -> bool:
-    """Static activations of ``act_bits`` with one scale (and zero point) per tensor: the
-    quantize-dequantize form OpenVINO runs as integers."""
-    return (s.act_bits == act_bits and s.act_mode == "static"
-            and s.act_granularity == "per_tensor" and s.token_split is None)
+    """The quantize-dequantize form OpenVINO runs as integers
+    (:func:`~mixprec.kernels.ov.modules.runs_as_qdq`), with ``act_bits`` activations."""
+    return s.act_bits == act_bits and runs_as_qdq(s)
 
 
 def _qdq_gemm(act_bits: int) -> Callable[[QuantSpec], bool]:

@@ -135,6 +135,13 @@ def cpu_fingerprint(threads: int | None = None) -> CpuFingerprint:
     )
 
 
+def runtime_versions(runtime: str) -> dict[str, str]:
+    """The version of a runtime's package where the fingerprint (whose key names the
+    :data:`RUNTIME_PACKAGES` versions) does not cover it: OpenVINO's, kept with its own
+    tables and timings."""
+    return {} if runtime in RUNTIME_PACKAGES else package_versions([runtime])
+
+
 @lru_cache(maxsize=1)
 def _cpuinfo() -> dict[str, str]:
     """First value of each key of ``/proc/cpuinfo`` (empty off Linux)."""
