@@ -6,9 +6,10 @@ measures into an empty cache), then random mixed plans over the table's candidat
 like the table's own mixes, from another seed) are deployed with the runtime's real kernels
 and timed together with the float32 model and the uniform plans in interleaved rounds
 (``time_against``), ``--passes`` times over; a plan's measured latency is the median over
-passes of the median of its per-round times (a pass's rounds move together by a few percent
-on a busy machine: two 48-round passes of the same 30 plans agreed only to Kendall tau 0.83
-to 0.88 here). Printed per case: the minutes the table took, the table's own held-out
+passes of its ratio to the float32 model (each turn corrected for the machine's speed of the
+moment), times the float32 model's median time (raw per-plan medians move with the machine:
+three passes of the same 30 plans agreed only to Kendall tau 0.62-0.69 by them, 0.87-0.91 by
+the corrected ratios, on mnist-vit ONNX Runtime at batch 8 in a busy hour). Printed per case: the minutes the table took, the table's own held-out
 figures, and the benchmark's median |error|, Kendall's tau and share within ±10% of
 
 * ``as measured``: the table's predictions (``predict_latency``) as it was measured;
@@ -92,23 +93,39 @@ def run_case(name: str, batch: int, runtime: str, plans: int, threads: int, pass
 
     reference = deployed(quant.Plan.uniform(units, FLOAT32))
     calls = [deployed(p) for p in chosen + probes]
-    per_pass = []
+    per_pass, reference_ms = [], []
     with torch.inference_mode():
         for _ in range(passes):
-            per_pass.append([t.ms for t in time_against(reference, calls)])
-    measured = [statistics.median(column) for column in zip(*per_pass)]
+            found = time_against(reference, calls)
+            per_pass.append([t.ratio for t in found])
+            reference_ms.append(found[0].reference_ms)
+    float32_ms = statistics.median(reference_ms)
+    measured = [statistics.median(column) * float32_ms for column in zip(*per_pass)]
     factor = speed_factor(table, zip(probes, measured[len(chosen):]))
     at_speed = table.rescaled(factor)
     rows = []
     for plan, ms in zip(chosen, measured):
         parts = latency_breakdown(plan, at_speed)
-        rows.append({"measured": ms, "as measured": latency_breakdown(plan, table).total,
+        rows.append({"measured": ms, "passes": [p[len(rows)] for p in per_pass],
+                     "as measured": latency_breakdown(plan, table).total,
                      "full": parts.total, "no transitions": parts.units + parts.remainder,
                      "naive": parts.units, "plan": {n: plan[n].label for n in plan}})
     queue.put({"case": f"{name} b{batch} {runtime}", "rows": rows, "table_s": table_s,
+               "pass_tau": pass_agreement([p[:len(chosen)] for p in per_pass]),
                "float32_ms": table.provenance["float32_model_ms"], "speed_factor": factor,
                "own": table.provenance.get("fidelity"),
                "extensions": table.provenance.get("extensions", 0)})
+
+
+def pass_agreement(per_pass: list[list[float]]) -> float | None:
+    """Mean Kendall tau between the passes' timings of the same plans: how well the
+    benchmark's own measurement ranks them (None with one pass)."""
+    from itertools import combinations
+
+    from scipy.stats import kendalltau
+
+    taus = [kendalltau(a, b).statistic for a, b in combinations(per_pass, 2)]
+    return statistics.fmean(taus) if taus else None
 
 
 def figures(predicted: list[float], measured: list[float]) -> dict[str, float]:
@@ -181,6 +198,9 @@ def main() -> None:
                   f"{min(measured):.2f} to {max(measured):.2f} ms; the machine ran "
                   f"x{result['speed_factor']:.3f} the table's speed (uniform plans timed "
                   "with them)")
+            if result["pass_tau"] is not None:
+                print(f"  passes agree with each other to Kendall tau "
+                      f"{result['pass_tau']:.3f} (one pass against another)")
             if own:
                 print(f"  table's own held-out figures: {own['median_abs_error']:.1%}, tau "
                       f"{own['kendall_tau']:.3f}, {own['within_10pct']:.0%} within ±10%")

@@ -79,7 +79,8 @@ logger = logging.getLogger(__name__)
 ANCHOR_METHOD = 3
 """Version of the anchor timing, part of its cache key (see :func:`_anchor_json`)."""
 METHOD = ("fitted to whole-plan timings (uniform, one class at a time, random mixes; ratios "
-          "to float32 in interleaved rounds) by robust bounded least squares; float32 anchors "
+          "to float32 in interleaved rounds, each turn corrected for the machine's speed of "
+          "the moment) by robust bounded least squares; float32 anchors "
           "timed alone; checked on held-out random mixes")
 BLOCK = 8
 """Plans deployed and timed together (with the float32 model as their reference)."""

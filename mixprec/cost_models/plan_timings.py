@@ -21,8 +21,10 @@ from mixprec.cost_models.timing import RatioTiming, median_ci
 from mixprec.quant.plan import Plan
 from mixprec.quant.spec import QuantSpec
 
-TIMING_METHOD = 1
-"""Version of the whole-plan timing, part of every timing's cache key."""
+TIMING_METHOD = 2
+"""Version of the whole-plan timing, part of every timing's cache key (2: each turn
+corrected for the machine's speed of the moment, see :func:`~mixprec.cost_models.timing.
+time_against`)."""
 
 
 @dataclass(frozen=True)

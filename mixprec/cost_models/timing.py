@@ -3,10 +3,14 @@
 * :func:`time_call`: warm-up, repeats, median and spread of one callable;
 * :func:`time_against`: several callables timed against a reference in interleaved rounds,
   each summarised by its ratio to the reference. A slow spell of the machine (seconds long on
-  the shared VMs seen here: a mnist-vit call at 7 ms instead of 5.2 for a few seconds) hits
-  one round of every callable instead of all the calls of one of them; the median over
-  rounds of the per-round ratio keeps their order, rounds are added until that median is
-  known closely enough, and a block whose reference drifts too much is timed again.
+  the shared VMs seen here: a mnist-vit call at 7 ms instead of 5.2 for a few seconds; whole
+  rounds 15-40% slow in a busy hour) hits one round of every callable instead of all the
+  calls of one of them. Each turn's time is compared with the turns around it, whatever
+  callables those were, so the machine's speed of the moment drops out (on mnist-vit ONNX
+  Runtime plans at batch 8, three blocks of the same 30 plans then agreed to 1.8-2.1% instead
+  of 2.2-3.3% by the per-round ratio to the reference alone); the median over turns keeps
+  their order, rounds are added until it is known closely enough, and a block whose
+  reference drifts too much is timed again.
 
 Turns follow each other without pauses: PyTorch's OpenMP pool is shared by every model of
 the process, and ONNX Runtime sessions stop their threads' spinning when a run ends
@@ -23,9 +27,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
+from numpy.lib.stride_tricks import sliding_window_view
 
 logger = logging.getLogger(__name__)
+
+SPEED_WINDOW = 4
+"""Turns on each side of a turn whose times tell how fast the machine ran at that turn."""
 
 @dataclass(frozen=True)
 class Timing:
@@ -96,13 +105,14 @@ class RatioTiming:
     """One callable timed against the reference of its block.
 
     Attributes:
-        ratio: median over rounds of (its round time / the reference's round time).
+        ratio: median over rounds of its speed-corrected round time over the reference's
+            level (see :func:`time_against`).
         ratio_ci: half-width of the ratio's ~95% confidence interval, relative to it.
         ms: median of its per-round times.
         reference_ms: median of the reference's per-round times in the same rounds.
         rounds: rounds timed.
         busy: the reference drifted more than the policy allows in every attempt.
-        ratios: the per-round ratios.
+        ratios: the per-round (speed-corrected) ratios.
     """
 
     ratio: float
@@ -159,21 +169,51 @@ def _turn_ms(fn: Callable[[], object], policy: TimingPolicy) -> float:
 
 
 def _rounds(reference: Callable[[], object], fns: Sequence[Callable[[], object]],
-            policy: TimingPolicy) -> tuple[list[float], list[list[float]]]:
-    """Per-round times of the reference and of every callable: ``min_rounds`` rounds, then
-    more while some ratio's confidence interval is wider than the target. Each round times
-    the reference first and the others in an order rotated by one."""
-    reference_ms: list[float] = []
-    times: list[list[float]] = [[] for _ in fns]
-    while len(reference_ms) < policy.max_rounds:
-        shift = len(reference_ms) % max(1, len(fns))
-        reference_ms.append(_turn_ms(reference, policy))
+            policy: TimingPolicy) -> list[tuple[int, float]]:
+    """The block's turns in the order they ran, as (callable, ms); callable 0 is the
+    reference, ``i + 1`` is ``fns[i]``. ``min_rounds`` rounds, then more while some ratio's
+    confidence interval is wider than the target. Each round times the reference first and
+    the others in an order rotated by one."""
+    turns: list[tuple[int, float]] = []
+    for done in range(policy.max_rounds):
+        shift = done % max(1, len(fns))
+        turns.append((0, _turn_ms(reference, policy)))
         for i in list(range(shift, len(fns))) + list(range(shift)):
-            times[i].append(_turn_ms(fns[i], policy))
-        if len(reference_ms) >= policy.min_rounds and all(
-                median_ci(_ratios(t, reference_ms)) <= policy.target_ci for t in times):
+            turns.append((i + 1, _turn_ms(fns[i], policy)))
+        if done + 1 >= policy.min_rounds and all(
+                median_ci(r) <= policy.target_ci for r in _speed_corrected_ratios(turns)):
             break
-    return reference_ms, times
+    return turns
+
+
+def _machine_speed(callables: np.ndarray, log_ms: np.ndarray, window: int = SPEED_WINDOW,
+                   iterations: int = 8) -> np.ndarray:
+    """The machine's log slowness at every turn of a block: the median of how far the
+    ``window`` turns on each side (the turn itself left out) ran from their callables'
+    levels; a callable's level is the median of its turns' log times less the slowness.
+    The two are refined in turn."""
+    count = int(callables.max()) + 1
+    slowness = np.zeros_like(log_ms)
+    for _ in range(iterations):
+        level = np.array([np.median((log_ms - slowness)[callables == i])
+                          for i in range(count)])
+        padded = np.pad(log_ms - level[callables], window, constant_values=np.nan)
+        around = sliding_window_view(padded, 2 * window + 1).copy()
+        around[:, window] = np.nan
+        slowness = np.nanmedian(around, axis=1)
+    return slowness
+
+
+def _speed_corrected_ratios(turns: Sequence[tuple[int, float]]) -> list[list[float]]:
+    """Per callable (the reference left out), its turns' times with the machine's slowness
+    at each taken out, divided by the reference's level: ratios to the reference whose
+    median is the callable's level over the reference's."""
+    callables = np.array([c for c, _ in turns])
+    log_ms = np.log(np.array([ms for _, ms in turns]))
+    corrected = log_ms - _machine_speed(callables, log_ms)
+    reference_level = float(np.median(corrected[callables == 0]))
+    return [np.exp(corrected[callables == i] - reference_level).tolist()
+            for i in range(1, int(callables.max()) + 1)]
 
 
 def _turns_for(reference: Callable[[], object], policy: TimingPolicy) -> TimingPolicy:
@@ -185,36 +225,35 @@ def _turns_for(reference: Callable[[], object], policy: TimingPolicy) -> TimingP
     return replace(policy, repeats=calls)
 
 
-def _ratios(times: Sequence[float], reference_ms: Sequence[float]) -> list[float]:
-    return [t / r for t, r in zip(times, reference_ms)]
-
-
 def time_against(reference: Callable[[], object], fns: Sequence[Callable[[], object]],
                  policy: TimingPolicy | None = None) -> list[RatioTiming]:
     """Time every callable of ``fns`` against ``reference`` in interleaved rounds.
 
-    Rounds continue (up to ``policy.max_rounds``) until every ratio's confidence interval is
-    within ``policy.target_ci``. When the reference's per-round times spread by more than
+    A callable's ratio is the median over its turns of its time over the reference's, with
+    the machine's speed at each turn taken out (:func:`_machine_speed`: the turns around it
+    tell how slow the machine ran then). Rounds continue (up to ``policy.max_rounds``) until
+    every ratio's confidence interval is within ``policy.target_ci``. When the reference's per-round times spread by more than
     ``policy.busy_drift`` (the machine was busy), the block is timed again, up to
     ``policy.retries`` times; the calmest attempt is kept and, if still busy, marked so.
     """
     policy = _turns_for(reference, policy or TimingPolicy())
-    best: tuple[float, list[float], list[list[float]]] | None = None
+    best: tuple[float, list[tuple[int, float]]] | None = None
     for attempt in range(policy.retries + 1):
-        reference_ms, times = _rounds(reference, fns, policy)
+        turns = _rounds(reference, fns, policy)
+        reference_ms = [ms for c, ms in turns if c == 0]
         drift = interquartile_range(reference_ms) / statistics.median(reference_ms)
         if best is None or drift < best[0]:
-            best = (drift, reference_ms, times)
+            best = (drift, turns)
         if drift <= policy.busy_drift:
             break
         logger.info("busy machine: the reference drifted %.0f%% over %d rounds (attempt %d); "
                     "timing the block again", 100 * drift, len(reference_ms), attempt + 1)
-    drift, reference_ms, times = best
-    busy = drift > policy.busy_drift
+    drift, turns = best
+    reference_ms = [ms for c, ms in turns if c == 0]
     found = []
-    for samples in times:
-        ratios = _ratios(samples, reference_ms)
+    for i, ratios in enumerate(_speed_corrected_ratios(turns), start=1):
+        samples = [ms for c, ms in turns if c == i]
         found.append(RatioTiming(statistics.median(ratios), median_ci(ratios),
                                  statistics.median(samples), statistics.median(reference_ms),
-                                 len(reference_ms), busy, tuple(ratios)))
+                                 len(reference_ms), drift > policy.busy_drift, tuple(ratios)))
     return found

@@ -2,6 +2,7 @@
 
 import itertools
 import math
+import statistics
 import time
 
 import pytest
@@ -96,3 +97,29 @@ def test_time_call_counts_warmup_and_repeats():
     calls: list[float] = []
     found = time_call(sleeper(0.001, calls), repeats=5, warmup=2)
     assert len(calls) == 7 and found.repeats == 5 and found.median_ms >= 1.0
+
+
+def test_the_machine_speed_of_the_moment_drops_out_of_the_ratios(monkeypatch):
+    # a fake clock: six callables with known times on a machine whose speed swings by ±30%
+    # over forty turns, one turn in seventeen hit by a 60% slow spell; turns run in order, so
+    # a round's reference turn and its other turns see different speeds
+    levels = {"ref": 1.0, **{f"p{i}": 1.0 + 0.1 * i for i in range(6)}}
+    log: list[tuple[str, float]] = []
+
+    def turn(fn, policy):
+        k = len(log)
+        ms = levels[fn()] * (1 + 0.3 * math.sin(2 * math.pi * k / 40)) * (
+            1.6 if k % 17 == 5 else 1.0)
+        log.append((fn(), ms))
+        return ms
+
+    monkeypatch.setattr(timing_module, "_turn_ms", turn)
+    policy = TimingPolicy(min_rounds=16, max_rounds=16)
+    found = time_against(lambda: "ref", [lambda n=n: n for n in levels if n != "ref"], policy)
+    reference = [ms for name, ms in log if name == "ref"]
+    per_round_errors = []
+    for (name, level), timing in zip(list(levels.items())[1:], found):
+        assert timing.ratio == pytest.approx(level, rel=0.015), name
+        per_round = [ms / r for ms, r in zip([ms for n, ms in log if n == name], reference)]
+        per_round_errors.append(abs(statistics.median(per_round) / level - 1))
+    assert max(per_round_errors) > 0.03  # the per-round ratio alone misses by more
