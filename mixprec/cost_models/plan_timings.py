@@ -33,7 +33,8 @@ class PlanTiming:
 
     Attributes:
         plan: the plan.
-        ratios: per-round time ratios to the float32 model (every time it was timed).
+        ratios: per-round time ratios to the float32 model, corrected for the machine's
+            speed of the moment (every time it was timed).
         reference_ms: the float32 model's median round time while it was timed.
         fused: MLPs whose static fc1 -> fc2 chain the deployed plan kept integer.
         busy: some timing of it was taken while the machine was busy.

@@ -162,7 +162,8 @@ def _measured_table(rows: Sequence[dict[str, Any]], verified: dict[str, Any] | N
     runtime = rows[0]["runtime"]
     parts = [f"<p>Each plan deployed with real kernels ({_e(runtime)} runtime), the runtime's "
              "one-line peer beside them, timed together against float32 in interleaved "
-             "rounds on this machine (median of per-round times).</p>",
+             "rounds on this machine (each plan's time: its median ratio to float32, "
+             "corrected for the machine's speed of the moment, times float32's median).</p>",
              f"<table>{head}{''.join(body)}</table>"]
     if verified:
         parts.append(f"<p>Chosen by measurement: <b>{_e(verified['chosen'])}</b>, "

@@ -153,7 +153,9 @@ def measure_plans(model: nn.Module, candidates: Mapping[str, Candidate], units: 
             continue
         say(f"evaluating {name}")
         timing = timings.get(name)
-        latency = timing.ms if timing is not None else reference_ms
+        # the ratio, corrected for the machine's speed at each turn, ranks the plans of a
+        # block far more steadily than each plan's raw median time
+        latency = timing.ratio * reference_ms if timing is not None else reference_ms
         ci = timing.ratio_ci * latency if timing is not None else 0.0
         real = deployed[name]
         out = outputs[name]

@@ -206,7 +206,9 @@ class OrtNBitsLinear(nn.Module):
 
 class OrtAttention(nn.Module):
     """SDPA handler exporting Q·Kᵀ and P·V as ``MatMulInteger`` where their specs quantize
-    (Q, K, P per row, V per column when dynamic; per tensor when static), float otherwise."""
+    (Q, K, P per row, V per column when dynamic; per tensor when static), float otherwise.
+    The scales multiply each other before the product does (static: one multiplication of
+    the integer scores instead of three)."""
 
     def __init__(self, qk: QuantSpec, pv: QuantSpec, observers: dict[str, Observer | None],
                  split: bool) -> None:
@@ -228,10 +230,9 @@ class OrtAttention(nn.Module):
             k_q, k_scale, _ = self.quantizers["k"](k)
             k_scale = k_scale.transpose(-2, -1) if k_scale.dim() else k_scale
             acc = Int8MatMul.apply(q_q, k_q.transpose(-2, -1), q_zero, self.split["qk"])
-            scores = acc * q_scale * k_scale
+            scores = acc * (q_scale * call.softmax_scale * k_scale)
         else:
-            scores = call.q @ k.transpose(-2, -1)
-        scores = scores * call.softmax_scale
+            scores = call.q @ k.transpose(-2, -1) * call.softmax_scale
         bias = call.bias(scores)
         if bias is not None:
             scores = scores + bias
@@ -241,4 +242,4 @@ class OrtAttention(nn.Module):
         p_q, p_scale, p_zero = self.quantizers["p"](probs)
         v_q, v_scale, _ = self.quantizers["v"](v)
         acc = Int8MatMul.apply(p_q, v_q, p_zero, self.split["pv"])
-        return acc * p_scale * v_scale
+        return acc * (p_scale * v_scale)
