@@ -9,8 +9,10 @@ and timed together with the float32 model and the uniform plans in interleaved r
 passes of its ratio to the float32 model (each turn corrected for the machine's speed of the
 moment), times the float32 model's median time (raw per-plan medians move with the machine:
 three passes of the same 30 plans agreed only to Kendall tau 0.62-0.69 by them, 0.87-0.91 by
-the corrected ratios, on mnist-vit ONNX Runtime at batch 8 in a busy hour). Printed per case: the minutes the table took, the table's own held-out
-figures, and the benchmark's median |error|, Kendall's tau and share within ±10% of
+the corrected ratios, on mnist-vit ONNX Runtime at batch 8 in a busy hour). Printed per
+case: the minutes the table took, how well the passes agree with each other (Kendall tau),
+the table's own held-out figures, and the benchmark's median |error|, Kendall's tau and
+share within ±10% of
 
 * ``as measured``: the table's predictions (``predict_latency``) as it was measured;
 * ``full``: the same at the machine's current speed: the table rescaled

@@ -232,9 +232,10 @@ def time_against(reference: Callable[[], object], fns: Sequence[Callable[[], obj
     A callable's ratio is the median over its turns of its time over the reference's, with
     the machine's speed at each turn taken out (:func:`_machine_speed`: the turns around it
     tell how slow the machine ran then). Rounds continue (up to ``policy.max_rounds``) until
-    every ratio's confidence interval is within ``policy.target_ci``. When the reference's per-round times spread by more than
-    ``policy.busy_drift`` (the machine was busy), the block is timed again, up to
-    ``policy.retries`` times; the calmest attempt is kept and, if still busy, marked so.
+    every ratio's confidence interval is within ``policy.target_ci``. When the reference's
+    per-round times spread by more than ``policy.busy_drift`` (the machine was busy), the
+    block is timed again, up to ``policy.retries`` times; the calmest attempt is kept and,
+    if still busy, marked so.
     """
     policy = _turns_for(reference, policy or TimingPolicy())
     best: tuple[float, list[tuple[int, float]]] | None = None
