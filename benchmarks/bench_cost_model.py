@@ -7,9 +7,8 @@ like the table's own mixes, from another seed) are deployed with the runtime's r
 and timed together with the float32 model and the uniform plans in interleaved rounds
 (``time_against``), ``--passes`` times over; a plan's measured latency is the median over
 passes of its ratio to the float32 model (each turn corrected for the machine's speed of the
-moment), times the float32 model's median time (raw per-plan medians move with the machine:
-three passes of the same 30 plans agreed only to Kendall tau 0.62-0.69 by them, 0.87-0.91 by
-the corrected ratios, on mnist-vit ONNX Runtime at batch 8 in a busy hour). Printed per
+moment), times the float32 model's median time (raw per-plan medians move with the
+machine). Printed per
 case: the minutes the table took, how well the passes agree with each other (Kendall tau),
 the table's own held-out figures, and the benchmark's median |error|, Kendall's tau and
 share within ±10% of

@@ -3,12 +3,11 @@
 * :func:`time_call`: warm-up, repeats, median and spread of one callable;
 * :func:`time_against`: several callables timed against a reference in interleaved rounds,
   each summarised by its ratio to the reference. A slow spell of the machine (seconds long on
-  the shared VMs seen here: a mnist-vit call at 7 ms instead of 5.2 for a few seconds; whole
-  rounds 15-40% slow in a busy hour) hits one round of every callable instead of all the
-  calls of one of them. Each turn's time is compared with the turns around it, whatever
-  callables those were, so the machine's speed of the moment drops out (on mnist-vit ONNX
-  Runtime plans at batch 8, three blocks of the same 30 plans then agreed to 1.8-2.1% instead
-  of 2.2-3.3% by the per-round ratio to the reference alone); the median over turns keeps
+  the shared VMs seen here: a mnist-vit call at 7 ms instead of 5.2 for a few seconds) hits
+  one round of every callable instead of all the calls of one of them. Each turn's time is
+  compared with the turns around it, whatever callables those were, so the machine's speed
+  of the moment drops out (the benchmark ``bench_cost_model.py`` prints how well repeated
+  passes of the same plans then agree); the median over turns keeps
   their order, rounds are added until it is known closely enough, and a block whose
   reference drifts too much is timed again.
 

@@ -37,8 +37,7 @@ class OrtModel(GraphModel):
 
     One session serves every batch size: fixing the batch dimension per batch size
     (``add_free_dimension_override_by_name``) lets ONNX Runtime fold the export's shape
-    computations (mnist-vit W8A8 static: 217 nodes down to 178) but ran the plans slower
-    (measured side by side on the Xeon: W8A8 static 10% slower at batch 1, 20% at batch 8).
+    computations but ran the plans slower when measured side by side on a Xeon.
 
     The session's threads spin while a run lasts and stop when it returns
     (``session.force_spinning_stop``): they do not burn the cores between requests, nor slow
