@@ -70,6 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=None,
                    help="interleaved timing rounds (default: adaptive, until each plan's "
                         "latency is known within 2%%, 12 to 24 rounds)")
+    p.add_argument("--token-splits", action="store_true",
+                   help="also offer patch-wise specs on linear units: int8 with each image's "
+                        "outlier tokens in float (cpu, torch runtime; its table is measured "
+                        "with them)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -101,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         storage=_storage(args), study_name=args.study, seed=args.seed, batch=args.batch,
         threads=args.threads, solver=args.solver, verify=verify,
         eval_fn=None if labels is None else top1_on(images, labels),
-        timing=_timing(args.rounds), side=args.front_points, progress=say)
+        timing=_timing(args.rounds), side=args.front_points, token_splits=args.token_splits,
+        progress=say)
     say(f"front of {len(result.front)} plans; chosen plan {result.latency_ms:.3f} ms predicted")
     if args.out is not None:
         result.save(args.out)

@@ -13,7 +13,9 @@ Every op takes ``max(compute, memory) + launch``:
 
 Quantized activations add passes: a static spec quantizes its input in one pass (read the
 float tensor, write int8); a dynamic spec first reads it once more to find each token's
-abs-max. Weight-only int4 GEMMs read half-byte weights and run at a fraction of float peak
+abs-max. A token split (outlier tokens in float) adds an abs-max pass to select them, a
+gather of their rows and a scatter of their outputs, and runs their GEMM in float. Weight-only
+int4 GEMMs read half-byte weights and run at a fraction of float peak
 (dequantization in the main loop). The remainder is one elementwise pass (read and write)
 over every linear unit's input and output (LayerNorm, GELU, residual adds, bias) plus, on a
 CPU, the softmax over attention scores, one launch each.
@@ -27,12 +29,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from mixprec.cost_models.table import FLOAT32, Entry, LatencyTable, ShapeKey
 from mixprec.kernels.registry import candidates as default_candidates
 from mixprec.kernels.registry import kernel_for
-from mixprec.quant.spec import QuantSpec
+from mixprec.quant.spec import FLOAT_BITS, QuantSpec
+from mixprec.quant.token_split import high_token_count
 from mixprec.quant.units import Unit, UnitList
 
 
@@ -189,7 +192,8 @@ def analytic_table(units: UnitList, device: str, batch: int = 1,
                                                    spec2=b)
             continue
         for spec in [FLOAT32, *by_kind[unit.kind]]:
-            ms = 1e3 * _gemm_unit_s(batch * unit.m * unit.groups, unit.k, unit.n, spec, dev)
+            ms = 1e3 * _gemm_unit_s(batch * unit.m * unit.groups, unit.k, unit.n, spec, dev,
+                                    images=batch)
             entries[(shape, spec, None)] = Entry(shape, spec, ms, _kernel(unit.kind, spec,
                                                                          device))
     remainder = 1e3 * _remainder_s(units, batch, dev)
@@ -243,8 +247,12 @@ def _act_quant_s(elements: float, spec: QuantSpec, dev: DeviceModel) -> float:
     return quantize + absmax
 
 
-def _gemm_unit_s(m: int, k: int, n: int, spec: QuantSpec, dev: DeviceModel) -> float:
-    """One weight GEMM (m x k by k x n) under ``spec``, with its activation quantization."""
+def _gemm_unit_s(m: int, k: int, n: int, spec: QuantSpec, dev: DeviceModel,
+                 images: int = 1) -> float:
+    """One weight GEMM (m x k by k x n, the rows of ``images`` images) under ``spec``, with
+    its activation quantization."""
+    if spec.token_split is not None:
+        return _token_split_s(m, k, n, spec, dev, images)
     fbytes = _BYTES[dev.float_dtype]
     eff = _efficiency(m, n, dev)
     ops = 2.0 * m * k * n
@@ -258,6 +266,28 @@ def _gemm_unit_s(m: int, k: int, n: int, spec: QuantSpec, dev: DeviceModel) -> f
         return _op_s(ops, peak * dev.int4_efficiency, eff,
                      m * k * fbytes + k * n * wbytes + m * n * fbytes, dev)
     return _op_s(ops, peak, eff, (m * k + k * n + m * n) * _BYTES[dtype], dev)
+
+
+def _token_split_s(m: int, k: int, n: int, spec: QuantSpec, dev: DeviceModel,
+                   images: int) -> float:
+    """A token-split GEMM: an abs-max pass over the input selects each image's high tokens.
+    Two integer grids: every row through one int8 GEMM (the patch-wise kernel quantizes
+    each group on its grid and scatters the rows in its epilogue). Float high tokens: the
+    low rows through the int8 GEMM (with their quantization), the high rows gathered,
+    through a float GEMM against float weights, and scattered back."""
+    split = spec.token_split
+    assert split is not None
+    fbytes = _BYTES[dev.float_dtype]
+    low_spec = replace(spec, token_split=None)
+    select = _elementwise_s(m * k, fbytes, 0, dev)
+    if split.high_bits < FLOAT_BITS:
+        return select + _gemm_unit_s(m, k, n, low_spec, dev)
+    high = images * high_token_count(m // images, split.fraction)
+    low = _gemm_unit_s(m - high, k, n, low_spec, dev) if high < m else 0.0
+    gather = _elementwise_s(high * k, fbytes, fbytes, dev)
+    float_gemm = _gemm_unit_s(high, k, n, FLOAT32, dev)
+    scatter = _elementwise_s(high * n, fbytes, fbytes, dev)
+    return select + low + gather + float_gemm + scatter
 
 
 def _attention_s(qk: Unit, pv: Unit, qk_spec: QuantSpec, pv_spec: QuantSpec, batch: int,

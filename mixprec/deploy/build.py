@@ -13,11 +13,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from mixprec.deploy.triton_modules import TritonAttention, TritonInt8Linear, TritonW4A16Linear
+from mixprec.deploy.triton_modules import (
+    TritonAttention,
+    TritonInt8Linear,
+    TritonTokenSplitLinear,
+    TritonW4A16Linear,
+)
 from mixprec.kernels.cpu import (
     CpuAttention,
     FloatCast,
     Int8Gemm,
+    TokenSplitInt8Gemm,
     WeightOnlyInt4Gemm,
     WeightOnlyInt8Gemm,
     exact_backends,
@@ -42,14 +48,19 @@ CPU_BUILDERS: dict[str, GemmBuilder] = {
     "bfloat16": lambda mod, spec, obs, backend: FloatCast(mod, spec),
     "w8a8": Int8Gemm,
     "w8a7": Int8Gemm,
+    "w8a8_token_split": TokenSplitInt8Gemm,
+    "w8a7_token_split": TokenSplitInt8Gemm,
     "w8a16": lambda mod, spec, obs, backend: WeightOnlyInt8Gemm(mod, spec),
     "w4a16": lambda mod, spec, obs, backend: WeightOnlyInt4Gemm(mod, spec),
 }
 """CPU kernel name (mixprec.kernels.registry) -> module replacing a linear / conv unit."""
+INT8_GEMM_KERNELS = ("w8a8", "w8a7", "w8a8_token_split", "w8a7_token_split")
+"""Kernels that take an int8 GEMM path (a backend, probed exact here)."""
 TRITON_BUILDERS: dict[str, GemmBuilder] = {
     "float16": lambda mod, spec, obs, backend: FloatCast(mod, spec),
     "w8a8": lambda mod, spec, obs, backend: TritonInt8Linear(mod, spec, obs),
     "w4a16": lambda mod, spec, obs, backend: TritonW4A16Linear(mod, spec),
+    "w8a4_token_split": lambda mod, spec, obs, backend: TritonTokenSplitLinear(mod, spec),
 }
 """``a100`` kernel name -> module (Triton kernels of this project)."""
 
@@ -168,7 +179,7 @@ def _int8_paths(units: list[Unit], plan: Plan, kernels: dict[str, str], runtime:
     paths = {}
     for unit in units:
         spec = plan[unit.name]
-        if unit.is_attention or kernels[unit.name] not in ("w8a8", "w8a7"):
+        if unit.is_attention or kernels[unit.name] not in INT8_GEMM_KERNELS:
             continue
         if runtime == "openvino":
             paths[unit.name] = "openvino"  # only exact kernels are in its registry here

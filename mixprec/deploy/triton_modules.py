@@ -19,26 +19,34 @@ from mixprec.quant.modules import expand_kv_heads
 from mixprec.quant.observers import Observer
 from mixprec.quant.sdpa import SdpaCall
 from mixprec.quant.spec import QuantSpec
+from mixprec.quant.token_split import high_token_count
 
 TRITON_ACT_BITS = 8
 """The Triton int8 kernels take 8-bit activations."""
 
 
-class TritonInt8Linear(nn.Module):
-    """W8A8 linear: ``int8_linear_static`` (calibrated per-tensor scale) or
-    ``int8_linear_dynamic`` (per-token scales), int8 per-channel weights."""
+class _TritonInt8Weights(nn.Module):
+    """The int8 per-channel weights, scales and float bias of a Triton int8 linear."""
 
-    def __init__(self, linear: nn.Linear, spec: QuantSpec, observer: Observer | None) -> None:
+    def __init__(self, linear: nn.Linear, spec: QuantSpec) -> None:
         super().__init__()
-        from mixprec.kernels.triton import int8_gemm
-
-        self._gemm = int8_gemm
         self.spec = spec
         iw = integer_weight(linear.weight, spec)
         self.register_buffer("qweight", iw.q.to(torch.int8))
         self.register_buffer("scale", iw.scale.reshape(-1).contiguous())
         bias = linear.bias
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+
+
+class TritonInt8Linear(_TritonInt8Weights):
+    """W8A8 linear: ``int8_linear_static`` (calibrated per-tensor scale) or
+    ``int8_linear_dynamic`` (per-token scales), int8 per-channel weights."""
+
+    def __init__(self, linear: nn.Linear, spec: QuantSpec, observer: Observer | None) -> None:
+        super().__init__(linear, spec)
+        from mixprec.kernels.triton import int8_gemm
+
+        self._gemm = int8_gemm
         self.in_scale = 0.0
         if spec.act_mode == "static":
             if observer is None or observer.empty:
@@ -51,6 +59,36 @@ class TritonInt8Linear(nn.Module):
             return self._gemm.int8_linear_static(x, self.qweight, self.scale, self.bias,
                                                  self.in_scale)
         return self._gemm.int8_linear_dynamic(x, self.qweight, self.scale, self.bias)
+
+
+class TritonTokenSplitLinear(_TritonInt8Weights):
+    """Per-token dynamic activations at two bit-widths (e.g. 4 bits, each image's outlier
+    tokens at 8): both groups in one launch of the patch-wise GEMM (``patchwise_linear``),
+    the tokens selected as the simulation selects them (:mod:`mixprec.quant.token_split`)."""
+
+    def __init__(self, linear: nn.Linear, spec: QuantSpec) -> None:
+        super().__init__(linear, spec)
+        from mixprec.kernels.triton import patchwise_gemm, reference
+
+        self._gemm, self._reference = patchwise_gemm, reference
+        split = spec.token_split
+        if split is None or spec.act_mode != "dynamic":
+            raise ValueError(f"{spec.label}: the patch-wise GEMM takes dynamic per-token "
+                             "activations with a token split")
+        self.fraction, self.bits_hi, self.bits_lo = split.fraction, split.high_bits, \
+            spec.act_bits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 3:  # no token axis: every row is high, as simulated
+            rows = x.reshape(-1, x.shape[-1]).shape[0]
+            perm = torch.arange(rows, device=x.device)
+            split = rows
+        else:
+            importance = x.abs().amax(dim=-1)
+            tokens = high_token_count(importance.shape[-1], self.fraction)
+            perm, split = self._reference.patchwise_rows(importance, tokens)
+        return self._gemm.patchwise_linear(x, self.qweight, self.scale, self.bias, perm, split,
+                                           self.bits_hi, self.bits_lo)
 
 
 class TritonW4A16Linear(nn.Module):

@@ -24,16 +24,18 @@ slower than float32 through PyTorch, so they are not proposed).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 from mixprec.kernels.ov.modules import runs_as_qdq
-from mixprec.quant.spec import QuantSpec
+from mixprec.quant.spec import FLOAT_BITS, QuantSpec, TokenSplit
 from mixprec.quant.units import UNIT_KINDS, Unit
 
 WEIGHT_KINDS = ("linear", "conv_gemm")
 ATTENTION_KINDS = ("attn_qk", "attn_pv")
 INT4_GROUP_SIZES = (32, 64, 128, 256)
+TOKEN_SPLIT_FRACTIONS = (0.05, 0.1)
+"""Shares of each image's tokens that token-split candidates keep in float."""
 LOCAL_DEVICE = "cpu"
 TARGET_CLASSES = ("xeon", "a15", "a100")
 DEVICES = (LOCAL_DEVICE, *TARGET_CLASSES)
@@ -91,6 +93,27 @@ def _int8_gemm(act_bits: int) -> Callable[[QuantSpec], bool]:
         return (s.weight_bits == 8 and s.act_bits == act_bits
                 and s.act_mode in ("static", "dynamic") and s.weight_symmetric
                 and s.act_symmetric and s.token_split is None
+                and s.weight_granularity in ("per_channel", "per_tensor"))
+    return accepts
+
+
+def _token_split_gemm(act_bits: int) -> Callable[[QuantSpec], bool]:
+    """An int8 GEMM spec whose high tokens run in float (``token_split.high_bits`` 16)."""
+    def accepts(s: QuantSpec) -> bool:
+        split = s.token_split
+        return (split is not None and split.high_bits >= FLOAT_BITS
+                and _int8_gemm(act_bits)(replace(s, token_split=None)))
+    return accepts
+
+
+def _two_grid_split(low_bits: int, high_bits: int) -> Callable[[QuantSpec], bool]:
+    """8-bit weights, per-token dynamic activations on ``low_bits`` with each image's outlier
+    tokens on ``high_bits``."""
+    def accepts(s: QuantSpec) -> bool:
+        split = s.token_split
+        return (split is not None and split.high_bits == high_bits and s.act_bits == low_bits
+                and s.act_mode == "dynamic" and s.act_granularity == "per_token"
+                and s.act_symmetric and s.weight_bits == 8 and s.weight_symmetric
                 and s.weight_granularity in ("per_channel", "per_tensor"))
     return accepts
 
@@ -211,6 +234,8 @@ def _cpu_int8(instructions: str) -> list[Kernel]:
     """A CPU target class's int8 GEMMs and attention matmuls (8-bit activations)."""
     return [Kernel("w8a8", WEIGHT_KINDS, _int8_gemm(8),
                    f"W8A8 static/dynamic ({instructions})", _INT8_PROPOSALS),
+            Kernel("w8a8_token_split", ("linear",), _token_split_gemm(8),
+                   f"W8A8 with each image's outlier tokens in float32 ({instructions})"),
             Kernel("int8_attention", ATTENTION_KINDS, _int8_attention(8),
                    "int8 attention matmuls", _INT8_PROPOSALS)]
 
@@ -230,6 +255,9 @@ _CLASS_KERNELS: dict[tuple[str, str], list[Kernel]] = {
         Kernel("w4a16", ("linear",),
                _weight_only(4, ("per_group",), ("float16", "bfloat16"), False, (32, 64, 128)),
                "W4A16 (Triton, symmetric groups of 32/64/128)", (W4A16_G128_FP16,)),
+        Kernel("w8a4_token_split", ("linear",), _two_grid_split(4, 8),
+               "W8A4 dynamic with each image's outlier tokens at 8 bits (Triton patch-wise "
+               "GEMM)"),
         Kernel("int8_qk", ("attn_qk",), lambda s: _int8_attention(8)(s) and s.act_mode == "dynamic",
                "INT8 QKᵀ (dynamic, Triton flash attention)", (W8A8_DYNAMIC,)),
         Kernel("fp16_pv", ("attn_pv",), _float("float16", "bfloat16"), "FP16 PV", (FP16,)),
@@ -263,6 +291,9 @@ def _local_kernels(runtime: str) -> tuple[Kernel, ...]:
         proposes = _A7_PROPOSALS if backend8 != backend7 else ()
         kernels.append(Kernel("w8a7", WEIGHT_KINDS, _int8_gemm(7),
                               f"W8A7 static/dynamic ({backend7})", proposes))
+    kernels += [Kernel(f"w8a{bits}_token_split", ("linear",), _token_split_gemm(bits),
+                       f"W8A{bits} with each image's outlier tokens in float32 ({backend})")
+                for bits, backend in ((8, backend8), (7, backend7)) if backend is not None]
     kernels.append(Kernel("int8_attention", ATTENTION_KINDS, _int8_attention(8, 7),
                           "int8 attention matmuls (exact float32 products up to 1024-long "
                           "reductions" + (", torch._int_mm beyond)" if int_mm_exact() else ")"),
@@ -317,6 +348,25 @@ def check_deployable(unit: Unit, spec: QuantSpec, device: str, runtime: str = "t
         raise ValueError(f"unit {unit.name!r} ({unit.kind}): no kernel for {spec.label} on "
                          f"{where} (it runs: {offered or 'nothing for this kind'})")
     return kernel
+
+
+def token_split_candidates(device: str = LOCAL_DEVICE, runtime: str = "torch"
+                           ) -> list[QuantSpec]:
+    """Patch-wise specs a search may add for linear units: each int8 candidate with each
+    image's outlier tokens (:data:`TOKEN_SPLIT_FRACTIONS` of them) in float, or on 8 bits
+    with the other tokens on 4, where ``device`` runs that in ``runtime`` (empty where it
+    runs neither)."""
+    found = []
+    for spec in candidates(device, "linear", runtime):
+        if spec.weight_bits != 8 or not spec.quantizes_acts:
+            continue
+        for fraction in TOKEN_SPLIT_FRACTIONS:
+            for split in (replace(spec, token_split=TokenSplit(fraction, FLOAT_BITS)),
+                          replace(spec, act_bits=4, token_split=TokenSplit(fraction, 8))):
+                if split not in found and kernel_for("linear", split, device,
+                                                     runtime) is not None:
+                    found.append(split)
+    return found
 
 
 def candidates(device: str = LOCAL_DEVICE, kind: str | None = None, runtime: str = "torch"

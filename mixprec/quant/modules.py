@@ -14,7 +14,8 @@ from mixprec.quant.fake import (
 )
 from mixprec.quant.observers import Observer
 from mixprec.quant.sdpa import SdpaCall, attention_scores
-from mixprec.quant.spec import QuantSpec
+from mixprec.quant.spec import FLOAT_BITS, QuantSpec
+from mixprec.quant.token_split import high_token_mask
 
 
 class ActQuant(nn.Module):
@@ -22,8 +23,9 @@ class ActQuant(nn.Module):
 
     Static scales come from an :class:`Observer` at construction; dynamic scales are
     computed per slice reduced over ``dim`` (the last dim: one scale per token/row).
-    With ``token_split``, the top tokens by abs-max (per image, along dim -2) use the
-    higher bit-width, each group with its own scale.
+    With ``token_split``, the top tokens by abs-max (per image, along dim -2;
+    :mod:`mixprec.quant.token_split`) use the higher bit-width (16: float, not quantized),
+    each group with its own scale; an input without a token axis is all high.
 
     Args:
         spec: the unit's spec.
@@ -49,9 +51,11 @@ class ActQuant(nn.Module):
             self.register_buffer("scale", scale)
             self.register_buffer("zero_point", zp)
             return
-        high, low = observer.split_rows(split.fraction)
-        for prefix, bits, rows in (("high", split.high_bits, high), ("low", spec.act_bits, low)):
-            scale, zp = observer.qparams(bits, *args, rows=rows if len(rows) else high)
+        groups = [("low", spec.act_bits, observer.low_rows(split.fraction))]
+        if split.high_bits < FLOAT_BITS:
+            groups.append(("high", split.high_bits, observer.split_rows(split.fraction)[0]))
+        for prefix, bits, rows in groups:
+            scale, zp = observer.qparams(bits, *args, rows=rows)
             self.register_buffer(f"{prefix}_scale", scale)
             self.register_buffer(f"{prefix}_zero_point", zp)
 
@@ -76,14 +80,21 @@ class ActQuant(nn.Module):
         split = self.spec.token_split
         assert split is not None
         if x.dim() < 3:
-            return self._quantize(x, split.high_bits, "high_")
-        importance = x.abs().amax(dim=-1)  # [..., N]
-        n_high = max(1, round(split.fraction * importance.shape[-1]))
-        top = importance.topk(n_high, dim=-1).indices
-        is_high = torch.zeros_like(importance, dtype=torch.bool).scatter_(-1, top, True)
-        high = self._quantize(x, split.high_bits, "high_")
-        low = self._quantize(x, self.spec.act_bits, "low_")
-        return torch.where(is_high.unsqueeze(-1), high, low)
+            return self._high(x)
+        is_high = high_token_mask(x, split.fraction)
+        dynamic = self.spec.act_mode == "dynamic"  # each group's range from its own tokens
+        high = self._high(x.masked_fill(~is_high, 0.0) if dynamic else x)
+        low = self._quantize(x.masked_fill(is_high, 0.0) if dynamic else x,
+                             self.spec.act_bits, "low_")
+        return torch.where(is_high, high, low)
+
+    def _high(self, x: torch.Tensor) -> torch.Tensor:
+        """The high tokens' values: float (high_bits 16) or on their own grid."""
+        split = self.spec.token_split
+        assert split is not None
+        if split.high_bits >= FLOAT_BITS:
+            return round_to_dtype(x, self.spec.float_dtype)
+        return self._quantize(x, split.high_bits, "high_")
 
 
 class FakeQuantLinear(nn.Module):

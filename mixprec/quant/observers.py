@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from mixprec.quant.fake import fake_quant, qparams_from_range
+from mixprec.quant.token_split import high_token_count
 
 SAMPLE_ELEMENTS = 1 << 16
 """Elements of each observer's row sample (rows = this // row length, at least 16)."""
@@ -87,9 +88,15 @@ class Observer:
         if self.rows is None:
             raise RuntimeError("observer saw no data: run calibration first")
         importance = self.rows.abs().amax(dim=1)
-        n_high = max(1, round(fraction * len(importance)))
+        n_high = high_token_count(len(importance), fraction)
         order = torch.argsort(importance, descending=True, stable=True)
         return self.rows[order[:n_high]], self.rows[order[n_high:]]
+
+    def low_rows(self, fraction: float) -> torch.Tensor:
+        """The sampled rows whose range a token split's low group is calibrated on (those
+        of :meth:`split_rows` below the top ``fraction``; the high ones if none are)."""
+        high, low = self.split_rows(fraction)
+        return low if len(low) else high
 
 
 def _percentile_qparams(sample: torch.Tensor, bits: int, symmetric: bool,

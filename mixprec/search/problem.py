@@ -10,7 +10,7 @@ from typing import Any
 
 from mixprec.cost_models.table import FLOAT32, LatencyTable, ShapeKey
 from mixprec.quant.plan import Plan
-from mixprec.quant.spec import QuantSpec
+from mixprec.quant.spec import FLOAT_BITS, QuantSpec
 from mixprec.quant.units import Unit, UnitList
 from mixprec.sensitivity.table import SensitivityTable
 
@@ -215,11 +215,16 @@ def stored_bits(spec: QuantSpec) -> int:
     return 32 if spec.float_dtype == "float32" else 16
 
 
-def operand_bits(unit: Unit, spec: QuantSpec) -> tuple[int, int]:
+def operand_bits(unit: Unit, spec: QuantSpec) -> tuple[float, float]:
     """Bits of the two operands of ``unit``'s multiplications under ``spec`` (BOPs count
-    both; both operands of an attention matmul are activations)."""
+    both; both operands of an attention matmul are activations; a token split's
+    activations average over its two groups, float tokens at the float width)."""
     float_bits = 32 if spec.float_dtype == "float32" else 16
-    act = spec.act_bits if spec.act_mode != "none" else float_bits
+    act: float = spec.act_bits if spec.act_mode != "none" else float_bits
+    split = spec.token_split
+    if split is not None:
+        high = float_bits if split.high_bits >= FLOAT_BITS else split.high_bits
+        act = (1 - split.fraction) * act + split.fraction * high
     if unit.is_attention:
         return act, act
     return (spec.weight_bits if spec.quantizes_weights else float_bits), act

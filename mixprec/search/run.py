@@ -14,7 +14,14 @@ from torch import nn
 from mixprec import cost_models, models
 from mixprec.cost_models.table import FLOAT32, LatencyTable
 from mixprec.cost_models.timing import TimingPolicy
-from mixprec.kernels.registry import DEVICES, LOCAL_DEVICE, RUNTIMES, check_device
+from mixprec.kernels.registry import (
+    DEVICES,
+    LOCAL_DEVICE,
+    RUNTIMES,
+    check_device,
+    token_split_candidates,
+)
+from mixprec.kernels.registry import candidates as default_candidates
 from mixprec.quant.inputs import ModelInputs, first_samples, sample_count
 from mixprec.quant.spec import QuantSpec
 from mixprec.quant.units import UnitList, discover_units
@@ -38,7 +45,7 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
         study_name: str | None = None, eval_fn: Callable[[nn.Module], float] | None = None,
         seed: int = 0, batch: int = 1, threads: int = 2, solver: str = "cbc",
         budget_fraction: float | None = None, verify: bool = False,
-        timing: TimingPolicy | None = None, side: int = SIDE,
+        timing: TimingPolicy | None = None, side: int = SIDE, token_splits: bool = False,
         progress: Callable[[str], None] | None = None) -> SearchResult:
     """Search the plan of ``model`` for ``device``: the most accurate one within the budget.
 
@@ -83,6 +90,10 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
         timing: how plans are timed, when a latency table is measured and when the choice
             is verified (default :class:`~mixprec.cost_models.timing.TimingPolicy`).
         side: front plans measured on each side of the solver's choice.
+        token_splits: also offer patch-wise specs on linear units (int8 with each image's
+            outlier tokens in float, :func:`~mixprec.kernels.registry.token_split_candidates`)
+            where the device and runtime run them (torch on ``cpu``, ``xeon``, ``a15``): the
+            CPU's table is measured with them, a target class's analytic table prices them.
         progress: called with a line of text at each step of the verification.
 
     Raises:
@@ -102,12 +113,14 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
                          f"{LOCAL_DEVICE!r}, not {device!r}")
     name, model = _model(model)
     targets = _devices(device, devices, runtime)
+    if token_splits:
+        _check_token_splits(targets, runtime)
     calib = calibration_images(name, model, calib)
     example = _timing_input(name, calib, batch)
     units = discover_units(model, first_samples(calib, 1))
-    tables = {d: _tables(d, units, model, name, example, runtime, batch, threads, timing)
-              for d in targets}
-    wanted = None if candidates == "default" else list(candidates)
+    tables = {d: _tables(d, units, model, name, example, runtime, batch, threads, timing,
+                         token_splits) for d in targets}
+    wanted = _wanted(candidates, [t for ts in tables.values() for t in ts], token_splits)
     scored = _scored_candidates(units, [t for ts in tables.values() for t in ts], wanted)
     table_s = cached_sensitivity(model, units, scored, calib, sensitivity, seed)
     other_params = _params_outside(model, units)
@@ -216,6 +229,17 @@ def _devices(device: str, devices: Sequence[str] | None, runtime: str | None) ->
     return list(dict.fromkeys(targets))
 
 
+def _check_token_splits(targets: list[str], runtime: str | None) -> None:
+    """Refuse token splits on a device (and runtime) that runs none."""
+    for device in targets:
+        runtimes = [runtime] if runtime and device == LOCAL_DEVICE else (
+            RUNTIMES if device == LOCAL_DEVICE else ["torch"])
+        if not any(token_split_candidates(device, rt) for rt in runtimes):
+            where = f"device {device!r}" + (f", runtime {runtime!r}" if runtime else "")
+            raise ValueError(f"{where} runs no token-split spec (the torch runtime on cpu, "
+                             "xeon and a15 does)")
+
+
 def _timing_input(name: str, calib: ModelInputs, batch: int) -> ModelInputs:
     """``batch`` images to time the model with (the embedded model: its test digits)."""
     if batch < 1:
@@ -231,26 +255,54 @@ def _timing_input(name: str, calib: ModelInputs, batch: int) -> ModelInputs:
 
 
 def _tables(device: str, units: UnitList, model: nn.Module, name: str, example: ModelInputs,
-            runtime: str | None, batch: int, threads: int, timing: TimingPolicy | None
-            ) -> list[LatencyTable]:
-    """The latency tables to choose from on ``device`` (the CPU: one per runtime)."""
+            runtime: str | None, batch: int, threads: int, timing: TimingPolicy | None,
+            token_splits: bool = False) -> list[LatencyTable]:
+    """The latency tables to choose from on ``device`` (the CPU: one per runtime, measured
+    with the runtime's token-split candidates too when ``token_splits``)."""
     if device != LOCAL_DEVICE:
+        extra = token_split_candidates(device) if token_splits else []
         try:
-            return [cost_models.load(device, units.model_id, batch=batch)]
+            table = cost_models.load(device, units.model_id, batch=batch)
+            if all(s in table.candidates("linear") for s in extra):
+                return [table]
+            logger.info("%s: the analytic table prices token splits; the saved one does not",
+                        device)
         except LookupError:
             if device not in cost_models.DEVICE_MODELS:
                 raise
-            return [cost_models.analytic_table(units, device, batch, model_name=name)]
+        specs = default_candidates(device) + extra if extra else None
+        return [cost_models.analytic_table(units, device, batch, candidates=specs,
+                                           model_name=name)]
     found = []
     for rt in [runtime] if runtime else RUNTIMES:
+        extra = token_split_candidates(device, rt) if token_splits else []
         try:
-            found.append(cost_models.load(device, units.model_id, runtime=rt, batch=batch,
-                                          threads=threads, strict=True))
+            table = cost_models.load(device, units.model_id, runtime=rt, batch=batch,
+                                     threads=threads, strict=True)
+            if all(s in table.candidates("linear") for s in extra):
+                found.append(table)
+                continue
+            logger.info("measuring the %s latency table again with token-split candidates", rt)
         except (LookupError, ValueError):
             logger.info("measuring the %s latency table of this CPU (once; cached)", rt)
-            found.append(cost_models.measure(model, example, runtime=rt, threads=threads,
-                                             model_name=name, policy=timing))
+        specs = default_candidates(device, runtime=rt) + extra if extra else None
+        found.append(cost_models.measure(model, example, runtime=rt, threads=threads,
+                                         candidates=specs, model_name=name, policy=timing))
     return found
+
+
+def _wanted(candidates: str | Sequence[QuantSpec], tables: list[LatencyTable],
+            token_splits: bool) -> list[QuantSpec] | None:
+    """The specs the search may choose (None: whatever the tables cover): token-split specs
+    that a table covers only with ``token_splits``, and always with it."""
+    covered = list(dict.fromkeys(s for t in tables for k in {u.kind for u in t.units}
+                                 for s in t.candidates(k)))
+    splits = [s for s in covered if s.token_split is not None]
+    if candidates == "default":
+        if token_splits or not splits:
+            return None
+        return [s for s in covered if s.token_split is None]
+    return list(candidates) + (splits if token_splits else [])
 
 
 def _scored_candidates(units: UnitList, tables: list[LatencyTable],

@@ -35,6 +35,34 @@ def test_int8_beats_float_on_a_compute_bound_cpu_and_static_beats_dynamic(deit_t
     assert static_ms < dynamic_ms < linears_in(deit_tiny_units, table, FLOAT32)
 
 
+@pytest.mark.parametrize("device", ["a15", "xeon"])
+def test_a_token_split_costs_its_float_rows_and_its_selection_passes(deit_tiny_units, device):
+    """More float tokens cost more; every split costs more than int8 alone (the selection,
+    gather and scatter passes) and less than int8 plus a whole float GEMM."""
+    from mixprec.kernels.registry import token_split_candidates
+
+    splits = [s for s in token_split_candidates(device) if s.act_mode == "static"]
+    assert [s.token_split.fraction for s in splits] == [0.05, 0.1]
+    table = analytic_table(deit_tiny_units, device, batch=2,
+                           candidates=[W8A8_STATIC, *splits])
+    int8, low, high = (linears_in(deit_tiny_units, table, s) for s in (W8A8_STATIC, *splits))
+    float_ms = linears_in(deit_tiny_units, table, FLOAT32)
+    assert int8 < low < high < int8 + float_ms
+
+
+def test_a100_token_split_adds_the_selection_pass_to_one_int8_gemm():
+    from mixprec.kernels.registry import token_split_candidates
+
+    units = quant.UnitList([quant.Unit("fc", "linear", 197, 3072, 768, params=3072 * 768)],
+                           "one-gemm", (3, 224, 224), {})
+    splits = token_split_candidates("a100")
+    assert {(s.act_bits, s.token_split.high_bits) for s in splits} == {(4, 8)}
+    table = analytic_table(units, "a100", batch=64, candidates=[W8A8_DYNAMIC, *splits])
+    shape = ShapeKey.of(units[0])
+    dynamic = table.entry(shape, W8A8_DYNAMIC).ms
+    assert all(dynamic < table.entry(shape, s).ms < 1.5 * dynamic for s in splits)
+
+
 def test_large_gpu_gemm_runs_faster_in_int8():
     units = quant.UnitList([quant.Unit("fc", "linear", 197, 3072, 768, params=3072 * 768)],
                            "one-gemm", (3, 224, 224), {})

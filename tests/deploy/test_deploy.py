@@ -12,13 +12,14 @@ from mixprec.kernels.cpu import (
     CpuAttention,
     FloatCast,
     Int8Gemm,
+    TokenSplitInt8Gemm,
     WeightOnlyInt4Gemm,
     exact_backends,
 )
 from mixprec.kernels.cpu.chains import Int8MlpChain
 from mixprec.kernels.cpu.exactness import int_mm_exact
 from mixprec.kernels.registry import kernel_for
-from mixprec.quant import Plan, QuantSpec, calibrate, simulate
+from mixprec.quant import Plan, QuantSpec, TokenSplit, calibrate, simulate
 from tests.helpers import sqnr
 
 SQNR_DB = 35.0
@@ -133,6 +134,27 @@ def _capture_inputs(model: nn.Module, names: list[str], x: torch.Tensor
     for h in handles:
         h.remove()
     return inputs
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_token_split_plans_match_their_simulation(mode, mnist_model, mnist_units, mnist_calib,
+                                                  mnist_test, stats):
+    """Every linear int8 with each image's outlier tokens (an eighth) in float; the head's
+    input (the CLS token alone, no token axis) is all float, as simulated."""
+    spec = QuantSpec(weight_bits=8, act_bits=8, act_mode=mode,
+                     token_split=TokenSplit(fraction=0.125, high_bits=16))
+    plan = Plan.uniform(mnist_units, FP32).replace(
+        {u.name: spec for u in mnist_units if u.kind == "linear"})
+    x, y = mnist_test
+    kw = {"units": mnist_units, "stats": stats}
+    real = deploy(mnist_model, plan, calib=mnist_calib, **kw)
+    sim = simulate(mnist_model, plan, mnist_calib, **kw)
+    assert abs(top1(real, x, y) - top1(sim, x, y)) <= 1 / len(y)
+    mods = dict(real.named_modules())
+    assert isinstance(mods["blocks.0.mlp.fc2"], TokenSplitInt8Gemm)
+    assert real.deploy_report.kernels["blocks.0.mlp.fc2"] == "w8a8_token_split"
+    with pytest.raises(ValueError, match=r"unit 'blocks\.0\.attn\.qkv'.*no kernel.*t12@16"):
+        deploy(mnist_model, plan, calib=mnist_calib, runtime="onnxruntime", **kw)
 
 
 def test_deploy_builds_the_kernels_the_plan_names(mnist_model, mnist_units, mnist_calib, stats):

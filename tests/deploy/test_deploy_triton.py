@@ -18,8 +18,9 @@ pytest.importorskip("triton")
 SCRIPT = r"""
 import torch
 from mixprec import data, deploy, quant
-from mixprec.deploy.triton_modules import TritonAttention, TritonInt8Linear, TritonW4A16Linear
-from mixprec.quant import Plan, QuantSpec
+from mixprec.deploy.triton_modules import (
+    TritonAttention, TritonInt8Linear, TritonTokenSplitLinear, TritonW4A16Linear)
+from mixprec.quant import Plan, QuantSpec, TokenSplit
 
 model = data.mnist_vit("mnist-vit-small")
 x = data.mnist("test")[0][:2]
@@ -36,6 +37,9 @@ for u in units:
         spec = f16
     elif u.name.endswith("fc2"):
         spec = w4
+    elif u.name.endswith("fc1"):  # 4-bit tokens, each image's outliers on 8 bits
+        spec = QuantSpec(weight_bits=8, act_bits=4, act_mode="dynamic",
+                         token_split=TokenSplit(0.1, 8))
     else:
         spec = QuantSpec(weight_bits=8, act_bits=8,
                          act_mode="static" if "blocks.1." in u.name else "dynamic")
@@ -46,6 +50,7 @@ sim = quant.simulate(model, plan, calib, units=units)
 mods = dict(real.named_modules())
 assert isinstance(mods["blocks.1.attn.qkv"], TritonInt8Linear)
 assert isinstance(mods["blocks.0.mlp.fc2"], TritonW4A16Linear)
+assert isinstance(mods["blocks.0.mlp.fc1"], TritonTokenSplitLinear)
 assert isinstance(mods["blocks.0.attn.mixprec_attn_quant"], TritonAttention)
 with torch.inference_mode():
     a, b = real(x), sim(x)

@@ -166,3 +166,45 @@ def test_save_writes_the_run_folder(a15, tmp_path):
     assert (out / "front-a100.csv").read_text().startswith("latency_ms,error,")
     assert json.loads((out / "result.json").read_text())["front_points"]["a15"] == len(front)
     assert cost_models.load_table(out / "latency-a15.json").device == "a15"
+
+
+def test_token_splits_are_measured_offered_and_left_out_unless_asked(mnist_model, a15,
+                                                                      monkeypatch):
+    """With token splits, the CPU table is measured again with the token-split candidates
+    and the front offers them; a later search without them, on that table, never does; the
+    target classes' analytic tables price them."""
+    import dataclasses
+
+    from mixprec.cost_models.table import Entry
+    from mixprec.kernels.registry import token_split_candidates
+
+    _a15_table_as_measured_here(a15, monkeypatch)
+    splits = token_split_candidates("cpu", "torch")
+    asked = []
+
+    def measure_with_splits(model, example, **kwargs):
+        asked.extend(kwargs["candidates"])
+        table = cost_models.load("cpu", a15.tables["a15"].model_id, runtime="torch")
+        extra = tuple(Entry(e.shape, s, e.ms * 1.05, "w8a8_token_split")
+                      for s in splits for e in table.entries
+                      if e.shape.kind == "linear" and e.spec == dataclasses.replace(
+                          s, token_split=None))
+        table = dataclasses.replace(table, entries=table.entries + extra)
+        save_measured(table)
+        return table
+
+    monkeypatch.setattr(cost_models, "measure", measure_with_splits)
+    with_splits = search.run(mnist_model, device="cpu", runtime="torch", token_splits=True)
+    assert all(s in asked for s in splits)
+    used = {p.plan[n] for p in with_splits.front for n in p.plan}
+    assert any(s.token_split is not None for s in used)
+    monkeypatch.setattr(cost_models, "measure", _no_measuring)
+    without = search.run(mnist_model, device="cpu", runtime="torch")
+    used = {p.plan[n] for p in without.front for n in p.plan}
+    assert not any(s.token_split is not None for s in used)
+    with pytest.raises(ValueError, match="'onnxruntime' runs no token-split spec"):
+        search.run(mnist_model, device="cpu", runtime="onnxruntime", token_splits=True)
+    targets = search.run(mnist_model, device="a15", devices=["a100"], token_splits=True)
+    for device in ("a15", "a100"):
+        covered = targets.tables[device].candidates("linear")
+        assert all(s in covered for s in token_split_candidates(device))

@@ -104,14 +104,15 @@ class Int8Gemm(CpuGemm):
             activations.
         observer: calibration statistics of the input (static specs).
         backend: int8 GEMM backend (:data:`mixprec.kernels.cpu.int8.BACKENDS`).
+        static_rows: calibrate a static scale on these sampled rows of ``observer`` only.
     """
 
     def __init__(self, module: nn.Module, spec: QuantSpec, observer: Observer | None,
-                 backend: str) -> None:
+                 backend: str, static_rows: torch.Tensor | None = None) -> None:
         super().__init__(module, spec)
         iw = integer_weight(module.weight, spec)
         self.matrix = Int8Matrix(iw.q, iw.scale, backend)
-        self.act = Int8Activation(spec, observer)
+        self.act = Int8Activation(spec, observer, rows=static_rows)
 
     def dequantized(self) -> torch.Tensor:
         return self.matrix.q.float() * self.matrix.scale[:, None]

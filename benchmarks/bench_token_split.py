@@ -1,0 +1,199 @@
+"""Patch-wise precision on the CPU: token-split plans deployed and measured beside the rest.
+
+A token-split spec runs a linear in int8 except for each image's outlier tokens (the top
+5% or 10% by abs-max), which run in float32 against the same int8 weights (torch runtime,
+``TokenSplitInt8Gemm``). Two parts, each on this CPU with the fingerprint printed first:
+
+* ``front`` (embedded model only): ``search.run(..., runtime="torch", token_splits=True)``
+  measures the torch table with the token-split candidates and gives the front with them; the
+  same search without them (the same table) gives the front without. ``--points`` plans
+  spread along each front are deployed, their top-1 measured on the 1,000 test digits and
+  their latency timed side by side (ratios to float32 in interleaved rounds, ``time_against``).
+  Printed: each plan's predicted and measured ms, top-1 and token-split units; then, for each
+  plan with token splits, the best top-1 of a plan without them at the same or lower measured
+  latency: a token-split plan *wins* when its top-1 is higher.
+* ``recovery``: uniform W8A8 static with int8 attention (the plan that loses the most to
+  per-tensor static scales), and the same with token splits on every linear, or only on the
+  attention outputs (``proj``) and ``fc2``, at each fraction. Printed: measured ms, the
+  accuracy (the embedded model: top-1 on the test digits; timm models, random weights and
+  random images: output SQNR against float32 in dB), the share of W8A8 static's loss each
+  recovers, and that share per millisecond added.
+
+No assertions.
+
+    python benchmarks/bench_token_split.py [--models mnist-vit deit_small_patch16_224]
+        [--parts front recovery] [--batch 1] [--points 6] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import replace
+
+import torch
+
+RANDOM_IMAGES = 32
+"""Calibration (and evaluation) images of a timm model with random weights."""
+
+
+def model_and_data(name: str):
+    """(model, calibration images, evaluation images, labels or None)."""
+    from mixprec import data, models
+
+    if name in models.EMBEDDED_MODELS:
+        images, labels = data.mnist("test")
+        return models.load(name), data.mnist("train")[0][:256], images, labels
+    torch.manual_seed(0)
+    model = models.load(name, pretrained=False)
+    shape = model.pretrained_cfg["input_size"]
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(RANDOM_IMAGES, *shape, generator=gen)
+    return model, images, images[:8], None
+
+
+def accuracy_fn(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor | None
+                ) -> tuple[str, Callable[[torch.nn.Module], float]]:
+    """(name, function): top-1 with labels, else output SQNR (dB) against ``model``."""
+    with torch.inference_mode():
+        reference = model(images).float()
+
+    def measure(candidate: torch.nn.Module) -> float:
+        with torch.inference_mode():
+            out = candidate(images).float()
+        if labels is not None:
+            return (out.argmax(-1) == labels).float().mean().item()
+        noise = (out - reference).pow(2).mean().clamp_min(1e-30)
+        return (10 * torch.log10(reference.pow(2).mean() / noise)).item()
+
+    return ("top-1" if labels is not None else "SQNR dB"), measure
+
+
+def timed(model: torch.nn.Module, plans: dict[str, object], calib: torch.Tensor,
+          example: torch.Tensor, threads: int, accuracy: Callable[[torch.nn.Module], float]
+          ) -> dict[str, tuple[float, float]]:
+    """Plan name -> (measured ms, accuracy): every plan deployed in the torch runtime and
+    timed against float32 in one set of interleaved rounds."""
+    from mixprec import deploy, quant
+    from mixprec.cost_models.timing import time_against
+
+    units = quant.discover_units(model, example[:1])
+    stats = quant.calibrate(model, list(units), calib)
+    real = {name: deploy(model, plan, calib=calib, units=units, stats=stats, threads=threads)
+            for name, plan in plans.items()}
+    scores = {name: accuracy(m) for name, m in real.items()}
+    with torch.inference_mode():
+        found = time_against(lambda: model(example), [lambda m=m: m(example)
+                                                       for m in real.values()])
+    return {name: (t.ratio * t.reference_ms, scores[name]) for name, t in zip(real, found)}
+
+
+def split_units(plan) -> int:
+    """Units of ``plan`` with a token split."""
+    return sum(plan[n].token_split is not None for n in plan)
+
+
+def front_part(name: str, args: argparse.Namespace) -> None:
+    from mixprec import search
+    from mixprec.search.pareto import spread
+
+    model, calib, images, labels = model_and_data(name)
+    fronts = {}
+    for splits in (True, False):  # with first: it measures the table both fronts use
+        result = search.run(model, device="cpu", runtime="torch", batch=args.batch,
+                            threads=args.threads, token_splits=splits)
+        fronts["with" if splits else "without"] = result.front
+    plans, predicted = {}, {}
+    for kind, front in fronts.items():
+        print(f"front {kind} token splits: {len(front)} plans, predicted "
+              f"{front[0].latency_ms:.3f} .. {front[-1].latency_ms:.3f} ms")
+        for rank, point in enumerate(spread(front, args.points)):
+            plans[f"{kind} #{rank}"] = point.plan
+            predicted[f"{kind} #{rank}"] = point.latency_ms
+    metric, accuracy = accuracy_fn(model, images, labels)
+    found = timed(model, plans, calib, images[: args.batch], args.threads, accuracy)
+    print(f"\n{name}, batch {args.batch}, torch runtime")
+    print(f"{'plan':<14}{'predicted ms':>13}{'measured ms':>13}{metric:>9}  token-split units")
+    for plan_name in sorted(found, key=lambda n: found[n][0]):
+        ms, score = found[plan_name]
+        print(f"{plan_name:<14}{predicted[plan_name]:>13.3f}{ms:>13.3f}{score:>9.4f}  "
+              f"{split_units(plans[plan_name])}")
+    plain = [n for n in found if split_units(plans[n]) == 0]
+    wins = 0
+    for plan_name in (n for n in found if split_units(plans[n])):
+        ms, score = found[plan_name]
+        rivals = [found[n][1] for n in plain if found[n][0] <= ms]
+        best = max(rivals, default=None)
+        verdict = ("no plan without splits is as fast" if best is None
+                   else f"best without splits at <= its ms: {best:.4f} "
+                        f"({'WIN' if score > best else 'no win'}, {score - best:+.4f})")
+        wins += best is not None and score > best
+        print(f"  {plan_name}: {score:.4f} at {ms:.3f} ms; {verdict}")
+    print(f"token-split plans that win: {wins}")
+
+
+def recovery_part(name: str, args: argparse.Namespace) -> None:
+    from mixprec import quant
+    from mixprec.kernels.registry import (
+        FP32,
+        TOKEN_SPLIT_FRACTIONS,
+        W8A8_STATIC,
+        kernel_for,
+    )
+    from mixprec.quant import TokenSplit
+
+    model, calib, images, labels = model_and_data(name)
+    units = quant.discover_units(model, images[:1])
+    uniform = quant.Plan.uniform(units, FP32).replace(
+        {u.name: W8A8_STATIC for u in units if kernel_for(u.kind, W8A8_STATIC, "cpu")})
+    plans = {"float32": quant.Plan.uniform(units, FP32), "W8A8 static": uniform}
+    linears = [u.name for u in units if u.kind == "linear"]
+    groups = {"every linear": linears,
+              "proj+fc2": [n for n in linears if n.endswith((".proj", ".fc2"))]}
+    for fraction in TOKEN_SPLIT_FRACTIONS:
+        split = replace(W8A8_STATIC, token_split=TokenSplit(fraction, high_bits=16))
+        for group, names in groups.items():
+            plans[f"t{round(fraction * 100)}% {group}"] = uniform.replace(
+                {n: split for n in names})
+    metric, accuracy = accuracy_fn(model, images, labels)
+    found = timed(model, plans, calib, images[: args.batch], args.threads, accuracy)
+    base_ms, base_score = found["W8A8 static"]
+    loss = found["float32"][1] - base_score
+    print(f"\n{name}, batch {args.batch}, torch runtime: W8A8 static with int8 attention "
+          f"and token splits")
+    print(f"{'plan':<24}{'ms':>9}{metric:>9}{'recovered':>11}{'per ms added':>14}")
+    best = None
+    for plan_name, (ms, score) in found.items():
+        share = (score - base_score) / loss if loss > 0 else float("nan")
+        added = ms - base_ms
+        rate = share / added if added > 0 else float("nan")
+        print(f"{plan_name:<24}{ms:>9.3f}{score:>9.4f}{share:>10.0%}{rate:>13.1%}")
+        if plan_name.startswith("t") and added > 0 and (best is None or rate > best[1]):
+            best = (plan_name, rate)
+    if best is not None:
+        print(f"most recovered per ms: {best[0]} ({best[1]:.1%} of the loss per ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["mnist-vit", "deit_small_patch16_224"])
+    parser.add_argument("--parts", nargs="+", default=["front", "recovery"],
+                        choices=["front", "recovery"])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--points", type=int, default=6)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    from mixprec import models
+    from mixprec.kernels import cpu_fingerprint
+
+    torch.set_num_threads(args.threads)
+    print(f"cpu: {cpu_fingerprint(args.threads).summary()}", flush=True)
+    for name in args.models:
+        if "front" in args.parts and name in models.EMBEDDED_MODELS:
+            front_part(name, args)
+        if "recovery" in args.parts:
+            recovery_part(name, args)
+
+
+if __name__ == "__main__":
+    main()

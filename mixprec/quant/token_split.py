@@ -1,0 +1,40 @@
+"""Which tokens a token-split spec keeps at its high precision, shared by the simulation and
+the kernels so that both select the same tokens.
+
+Per image (every index of the leading dims of ``x [..., N, C]``), the ``k`` tokens with the
+largest absolute value over their channels are *high* tokens; ``k`` is the spec's fraction of
+``N``, rounded, at least one. Static specs calibrate each group's range on the calibration
+rows split the same way (:meth:`~mixprec.quant.observers.Observer.split_rows`); dynamic specs
+take each group's range from its own tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def high_token_count(tokens: int, fraction: float) -> int:
+    """How many of ``tokens`` tokens are high: ``round(fraction * tokens)``, at least one."""
+    return max(1, round(fraction * tokens))
+
+
+def high_tokens(x: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Indices ``[..., k]`` (along dim -2) of each image's high tokens of ``x [..., N, C]``."""
+    importance = x.abs().amax(dim=-1)
+    return importance.topk(high_token_count(importance.shape[-1], fraction), dim=-1).indices
+
+
+def high_token_mask(x: torch.Tensor, fraction: float) -> torch.Tensor:
+    """``[..., N, 1]`` bool: True on each image's high tokens of ``x [..., N, C]``."""
+    top = high_tokens(x, fraction)
+    mask = torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
+    return mask.scatter_(-1, top, True).unsqueeze(-1)
+
+
+def high_token_rows(x: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Indices of the high tokens' rows in ``x.reshape(-1, C)`` (image by image), for
+    gathering them into one GEMM and scattering its output back."""
+    top = high_tokens(x, fraction)
+    images = top.reshape(-1, top.shape[-1])
+    starts = torch.arange(images.shape[0], device=x.device).unsqueeze(-1) * x.shape[-2]
+    return (images + starts).reshape(-1)

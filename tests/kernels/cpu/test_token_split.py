@@ -1,0 +1,107 @@
+"""Token-split int8 linears on the CPU: each image's outlier tokens in float, the rest int8,
+as the simulation computes them."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from mixprec.kernels.cpu import Int8Gemm, TokenSplitInt8Gemm, exact_backends
+from mixprec.quant import QuantSpec, TokenSplit
+from mixprec.quant.modules import ActQuant, FakeQuantLinear
+from mixprec.quant.token_split import high_token_mask, high_token_rows
+from tests.helpers import observer, sqnr
+
+SQNR_DB = 35.0
+FLOAT_TOKENS = TokenSplit(fraction=0.1, high_bits=16)
+
+
+def split(bits: int, mode: str, granularity: str | None = None) -> QuantSpec:
+    return QuantSpec(weight_bits=8, act_bits=bits, act_mode=mode, act_granularity=granularity,
+                     token_split=FLOAT_TOKENS)
+
+
+SPECS = [split(8, "static"), split(8, "dynamic"), split(8, "dynamic", "per_tensor"),
+         split(7, "static"), split(7, "dynamic")]
+
+
+def outlier_tokens(batch: int, tokens: int, channels: int = 96) -> torch.Tensor:
+    """Activations with a few tokens per image carrying large outliers (a ViT's CLS and
+    register-like tokens), at different positions in each image."""
+    gen = torch.Generator().manual_seed(batch * 1000 + tokens)
+    x = torch.randn(batch, tokens, channels, generator=gen)
+    for b in range(batch):
+        x[b, 0] *= 20.0  # the CLS token
+        x[b, (3 * b + 5) % tokens, : channels // 4] += 60.0
+    return x
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.label)
+@pytest.mark.parametrize("batch,tokens", [(1, 17), (3, 50), (2, 197)])
+def test_token_split_linear_agrees_with_its_simulation(spec, batch, tokens):
+    backends = exact_backends(spec.act_bits)
+    if not backends:
+        pytest.skip(f"no exact int8 path here for {spec.act_bits}-bit activations")
+    torch.manual_seed(0)
+    linear = nn.Linear(96, 40)
+    x = outlier_tokens(batch, tokens)
+    calib = outlier_tokens(4, tokens)
+    sim = FakeQuantLinear(linear, spec, observer(calib))
+    for backend in backends:
+        real = TokenSplitInt8Gemm(copy.deepcopy(linear), spec, observer(calib), backend)
+        with torch.inference_mode():
+            assert sqnr(real(x), sim(x)) >= SQNR_DB, backend
+            assert sqnr(real(x[:, 0]), sim(x[:, 0])) >= SQNR_DB, backend  # no token axis
+
+
+def test_the_outlier_tokens_run_in_float_and_the_others_in_int8():
+    backend = exact_backends(8)[0]
+    torch.manual_seed(0)
+    linear = nn.Linear(96, 40)
+    x, calib = outlier_tokens(3, 50), outlier_tokens(4, 50)
+    spec = split(8, "static")
+    real = TokenSplitInt8Gemm(copy.deepcopy(linear), spec, observer(calib), backend)
+    plain = Int8Gemm(copy.deepcopy(linear), QuantSpec(weight_bits=8, act_bits=8,
+                                                      act_mode="static"), observer(calib),
+                     backend)
+    with torch.inference_mode():
+        got = real(x).reshape(-1, 40)
+        float_out = nn.functional.linear(x, real.dequantized(), linear.bias).reshape(-1, 40)
+        high = high_token_rows(x, spec.token_split.fraction)
+        assert torch.allclose(got[high], float_out[high], atol=1e-4)
+        low = torch.ones(len(got), dtype=torch.bool).index_fill_(0, high, False)
+        # the low group's own scale is finer than one covering the outliers
+        err_split = (got[low] - float_out[low]).abs().mean()
+        err_plain = (plain(x).reshape(-1, 40)[low] - float_out[low]).abs().mean()
+        assert err_split < err_plain / 4
+
+
+def test_each_image_selects_its_own_tokens():
+    x = outlier_tokens(3, 50)
+    mask = high_token_mask(x, 0.1).squeeze(-1)
+    assert mask.sum(dim=-1).tolist() == [5, 5, 5]
+    assert all(mask[b, (3 * b + 5) % 50] and mask[b, 0] for b in range(3))
+    rows = high_token_rows(x, 0.1)
+    assert torch.equal(torch.sort(rows).values, torch.nonzero(mask.reshape(-1)).squeeze(-1))
+
+
+def test_simulated_high_tokens_are_float_and_dynamic_groups_take_their_own_range():
+    x = outlier_tokens(2, 50)
+    spec = split(8, "dynamic", "per_tensor")
+    out = ActQuant(spec)(x)
+    mask = high_token_mask(x, FLOAT_TOKENS.fraction)
+    assert torch.equal(out[mask.expand_as(x)], x[mask.expand_as(x)])
+    low = x.masked_fill(mask, 0.0)
+    step = low.abs().max() / 127  # the low tokens' range, not the outliers'
+    grid = out.masked_fill(mask, 0.0) / step
+    assert torch.allclose(grid, grid.round(), atol=1e-3)
+
+
+def test_high_tokens_that_are_not_float_are_refused():
+    spec = QuantSpec(weight_bits=8, act_bits=7, act_mode="dynamic",
+                     token_split=TokenSplit(0.1, 8))
+    with pytest.raises(ValueError, match="high tokens are float"):
+        TokenSplitInt8Gemm(nn.Linear(8, 4), spec, None, "int_mm")
