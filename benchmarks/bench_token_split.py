@@ -1,8 +1,9 @@
 """Patch-wise precision on the CPU: token-split plans deployed and measured beside the rest.
 
 A token-split spec runs a linear in int8 except for each image's outlier tokens (the top
-5% or 10% by abs-max), which run in float32 against the same int8 weights (torch runtime,
-``TokenSplitInt8Gemm``). Two parts, each on this CPU with the fingerprint printed first:
+5% or 10% by abs-max), which run in float32 against the same int8 weights, or on the int8
+grid with a scale of their own (torch runtime, ``TokenSplitInt8Gemm``). Two parts, each on
+this CPU with the fingerprint printed first:
 
 * ``front`` (embedded model only): ``search.run(..., runtime="torch", token_splits=True)``
   measures the torch table with the token-split candidates and gives the front with them; the
@@ -13,11 +14,12 @@ A token-split spec runs a linear in int8 except for each image's outlier tokens 
   plan with token splits, the best top-1 of a plan without them at the same or lower measured
   latency: a token-split plan *wins* when its top-1 is higher.
 * ``recovery``: uniform W8A8 static with int8 attention (the plan that loses the most to
-  per-tensor static scales), and the same with token splits on every linear, or only on the
-  attention outputs (``proj``) and ``fc2``, at each fraction. Printed: measured ms, the
-  accuracy (the embedded model: top-1 on the test digits; timm models, random weights and
-  random images: output SQNR against float32 in dB), the share of W8A8 static's loss each
-  recovers, and that share per millisecond added.
+  per-tensor static scales), and the same with token splits (outlier tokens in float, or on
+  the int8 grid with a static scale of their own) on every linear, or only on the attention
+  outputs (``proj``) and ``fc2``, at each fraction. Printed: measured ms and accuracy (the
+  embedded model: top-1 on the test digits, and the share of W8A8 static's loss each plan
+  recovers; timm models with random weights and random images: output SQNR against
+  float32 and the dB gained), and that gain per millisecond added.
 
 No assertions.
 
@@ -134,12 +136,7 @@ def front_part(name: str, args: argparse.Namespace) -> None:
 
 def recovery_part(name: str, args: argparse.Namespace) -> None:
     from mixprec import quant
-    from mixprec.kernels.registry import (
-        FP32,
-        TOKEN_SPLIT_FRACTIONS,
-        W8A8_STATIC,
-        kernel_for,
-    )
+    from mixprec.kernels.registry import FP32, TOKEN_SPLIT_FRACTIONS, W8A8_STATIC, kernel_for
     from mixprec.quant import TokenSplit
 
     model, calib, images, labels = model_and_data(name)
@@ -151,27 +148,35 @@ def recovery_part(name: str, args: argparse.Namespace) -> None:
     groups = {"every linear": linears,
               "proj+fc2": [n for n in linears if n.endswith((".proj", ".fc2"))]}
     for fraction in TOKEN_SPLIT_FRACTIONS:
-        split = replace(W8A8_STATIC, token_split=TokenSplit(fraction, high_bits=16))
-        for group, names in groups.items():
-            plans[f"t{round(fraction * 100)}% {group}"] = uniform.replace(
-                {n: split for n in names})
+        for high_bits, how in ((16, "float"), (8, "own scale")):
+            split = replace(W8A8_STATIC, token_split=TokenSplit(fraction, high_bits))
+            for group, names in groups.items():
+                plans[f"t{round(fraction * 100)}% {how}, {group}"] = uniform.replace(
+                    {n: split for n in names})
     metric, accuracy = accuracy_fn(model, images, labels)
     found = timed(model, plans, calib, images[: args.batch], args.threads, accuracy)
     base_ms, base_score = found["W8A8 static"]
     loss = found["float32"][1] - base_score
+    gain = "recovered" if labels is not None else "dB gained"
+    what = ("recovered: the share of W8A8 static's top-1 loss" if labels is not None
+            else "output SQNR against float32")
     print(f"\n{name}, batch {args.batch}, torch runtime: W8A8 static with int8 attention "
-          f"and token splits")
-    print(f"{'plan':<24}{'ms':>9}{metric:>9}{'recovered':>11}{'per ms added':>14}")
+          f"and token splits ({what})")
+    print(f"{'plan':<32}{'ms':>9}{metric:>9}{gain:>11}{'per ms added':>14}")
     best = None
     for plan_name, (ms, score) in found.items():
-        share = (score - base_score) / loss if loss > 0 else float("nan")
+        won = ((score - base_score) / loss if loss > 0 else float("nan")) \
+            if labels is not None else score - base_score
         added = ms - base_ms
-        rate = share / added if added > 0 else float("nan")
-        print(f"{plan_name:<24}{ms:>9.3f}{score:>9.4f}{share:>10.0%}{rate:>13.1%}")
+        rate = won / added if added > 0 else float("nan")
+        shown = f"{won:>10.0%} {rate:>12.1%}" if labels is not None else \
+            f"{won:>10.2f} {rate:>12.3f}"
+        print(f"{plan_name:<32}{ms:>9.3f}{score:>9.4f} {shown}")
         if plan_name.startswith("t") and added > 0 and (best is None or rate > best[1]):
             best = (plan_name, rate)
     if best is not None:
-        print(f"most recovered per ms: {best[0]} ({best[1]:.1%} of the loss per ms)")
+        unit = "of the loss" if labels is not None else "dB"
+        print(f"most recovered per ms added: {best[0]} ({best[1]:.3g} {unit} per ms)")
 
 
 def main() -> None:

@@ -44,10 +44,11 @@ def save_measured(table: LatencyTable) -> Path:
 
 
 def all_tables(folders: list[Path] | None = None) -> list[tuple[Path, LatencyTable]]:
-    """Every readable table in the shipped and saved folders (unreadable ones are logged and
-    skipped, never touched)."""
+    """Every readable table in the saved and shipped folders, saved ones first: a table
+    measured here (a newer one, or one with more candidates) comes before a shipped table of
+    the same machine. Unreadable ones are logged and skipped, never touched."""
     found = []
-    for folder in folders or [shipped_dir(), saved_dir()]:
+    for folder in folders or [saved_dir(), shipped_dir()]:
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             try:
                 found.append((path, load_table(path)))

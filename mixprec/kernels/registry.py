@@ -29,6 +29,7 @@ from functools import cache
 
 from mixprec.kernels.ov.modules import runs_as_qdq
 from mixprec.quant.spec import FLOAT_BITS, QuantSpec, TokenSplit
+from mixprec.quant.token_split import own_scale_split
 from mixprec.quant.units import UNIT_KINDS, Unit
 
 WEIGHT_KINDS = ("linear", "conv_gemm")
@@ -98,10 +99,11 @@ def _int8_gemm(act_bits: int) -> Callable[[QuantSpec], bool]:
 
 
 def _token_split_gemm(act_bits: int) -> Callable[[QuantSpec], bool]:
-    """An int8 GEMM spec whose high tokens run in float (``token_split.high_bits`` 16)."""
+    """An int8 GEMM spec whose high tokens run in float (``token_split.high_bits`` 16) or
+    on its grid with a scale of their own."""
     def accepts(s: QuantSpec) -> bool:
         split = s.token_split
-        return (split is not None and split.high_bits >= FLOAT_BITS
+        return (split is not None and (split.high_bits >= FLOAT_BITS or own_scale_split(s))
                 and _int8_gemm(act_bits)(replace(s, token_split=None)))
     return accepts
 
@@ -353,16 +355,22 @@ def check_deployable(unit: Unit, spec: QuantSpec, device: str, runtime: str = "t
 def token_split_candidates(device: str = LOCAL_DEVICE, runtime: str = "torch"
                            ) -> list[QuantSpec]:
     """Patch-wise specs a search may add for linear units: each int8 candidate with each
-    image's outlier tokens (:data:`TOKEN_SPLIT_FRACTIONS` of them) in float, or on 8 bits
-    with the other tokens on 4, where ``device`` runs that in ``runtime`` (empty where it
-    runs neither)."""
+    image's outlier tokens (:data:`TOKEN_SPLIT_FRACTIONS` of them) in float, or on its grid
+    with a scale of their own, or on 8 bits with the other tokens on 4, where ``device``
+    runs that in ``runtime`` (empty where it runs none)."""
     found = []
     for spec in candidates(device, "linear", runtime):
         if spec.weight_bits != 8 or not spec.quantizes_acts:
             continue
+        per_token = spec.act_mode == "dynamic" and spec.act_granularity == "per_token"
         for fraction in TOKEN_SPLIT_FRACTIONS:
-            for split in (replace(spec, token_split=TokenSplit(fraction, FLOAT_BITS)),
-                          replace(spec, act_bits=4, token_split=TokenSplit(fraction, 8))):
+            # per-token scales already fit each outlier token: only a coarser grid for the
+            # other tokens (4 bits, the outliers on 8) pays there
+            splits = [replace(spec, act_bits=4, token_split=TokenSplit(fraction, 8))]
+            if not per_token:
+                splits += [replace(spec, token_split=TokenSplit(fraction, FLOAT_BITS)),
+                           replace(spec, token_split=TokenSplit(fraction, spec.act_bits))]
+            for split in splits:
                 if split not in found and kernel_for("linear", split, device,
                                                      runtime) is not None:
                     found.append(split)

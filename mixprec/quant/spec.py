@@ -32,7 +32,9 @@ class TokenSplit:
 
     Attributes:
         fraction: share of tokens (0 < fraction < 1) quantized at ``high_bits``.
-        high_bits: activation bits for those tokens; the others use the spec's ``act_bits``.
+        high_bits: activation bits for those tokens (16: float; equal to the spec's
+            ``act_bits``: the same grid with a scale of their own); the others use the
+            spec's ``act_bits``.
     """
 
     fraction: float = 0.25
@@ -118,9 +120,9 @@ class QuantSpec:
         if self.token_split is not None:
             if self.act_mode == "none":
                 raise ValueError("token_split needs quantized activations (act_mode != 'none')")
-            if self.token_split.high_bits <= self.act_bits:
+            if self.token_split.high_bits < self.act_bits:
                 raise ValueError(f"token_split.high_bits={self.token_split.high_bits} must "
-                                 f"exceed act_bits={self.act_bits}")
+                                 f"be at least act_bits={self.act_bits}")
 
     @property
     def quantizes_weights(self) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from mixprec.quant.spec import QuantSpec
+
 
 def high_token_count(tokens: int, fraction: float) -> int:
     """How many of ``tokens`` tokens are high: ``round(fraction * tokens)``, at least one."""
@@ -38,3 +40,11 @@ def high_token_rows(x: torch.Tensor, fraction: float) -> torch.Tensor:
     images = top.reshape(-1, top.shape[-1])
     starts = torch.arange(images.shape[0], device=x.device).unsqueeze(-1) * x.shape[-2]
     return (images + starts).reshape(-1)
+
+
+def own_scale_split(spec: QuantSpec) -> bool:
+    """Whether ``spec``'s high tokens share its grid with a scale of their own (static or
+    per-tensor dynamic activations: per-token scales leave nothing to split)."""
+    split = spec.token_split
+    return (split is not None and split.high_bits == spec.act_bits
+            and (spec.act_mode == "static" or spec.act_granularity == "per_tensor"))

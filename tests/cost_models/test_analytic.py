@@ -41,7 +41,7 @@ def test_a_token_split_costs_its_float_rows_and_its_selection_passes(deit_tiny_u
     gather and scatter passes) and less than int8 plus a whole float GEMM."""
     from mixprec.kernels.registry import token_split_candidates
 
-    splits = [s for s in token_split_candidates(device) if s.act_mode == "static"]
+    splits = [s for s in token_split_candidates(device) if s.token_split.high_bits == 16]
     assert [s.token_split.fraction for s in splits] == [0.05, 0.1]
     table = analytic_table(deit_tiny_units, device, batch=2,
                            candidates=[W8A8_STATIC, *splits])

@@ -28,6 +28,25 @@ def test_every_shipped_table_loads():
         {(d, b) for d in ("a100", "a15", "xeon") for b in (1, 8)}
 
 
+def test_a_table_measured_here_comes_before_a_shipped_one_of_the_same_machine(tmp_path,
+                                                                            monkeypatch):
+    from mixprec.cost_models import store
+    from mixprec.kernels.cpu.capabilities import cpu_fingerprint
+
+    shipped, saved = tmp_path / "shipped", tmp_path / "saved"
+    monkeypatch.setattr(store, "shipped_dir", lambda: shipped)
+    monkeypatch.setattr(store, "saved_dir", lambda: saved)
+    units = quant.discover_units(models.load("mnist-vit"), torch.zeros(1, 1, 28, 28))
+    here = cpu_fingerprint(2).key
+    older = dataclasses.replace(
+        analytic_table(units, "a15", 1, model_name="mnist-vit"), device="cpu",
+        provenance={"source": "measured", "cpu_key": here, "model_name": "mnist-vit"})
+    newer = older.rescaled(0.5)
+    older.save(shipped / table_filename(older))
+    newer.save(saved / table_filename(newer))
+    assert load("cpu", "mnist-vit") == newer
+
+
 def test_a_measured_table_of_a_target_class_comes_before_its_analytic_one(tmp_path):
     units = quant.discover_units(models.load("mnist-vit"), torch.zeros(1, 1, 28, 28))
     analytic = analytic_table(units, "xeon", 1, model_name="mnist-vit")

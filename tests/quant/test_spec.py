@@ -34,7 +34,9 @@ def test_token_split_validation():
     with pytest.raises(ValueError, match="fraction"):
         TokenSplit(fraction=1.5)
     with pytest.raises(ValueError, match="high_bits"):
-        QuantSpec(act_bits=8, act_mode="dynamic", token_split=TokenSplit(0.25, 8))
+        QuantSpec(act_bits=8, act_mode="dynamic", token_split=TokenSplit(0.25, 6))
+    own_scale = QuantSpec(act_bits=8, act_mode="static", token_split=TokenSplit(0.25, 8))
+    assert own_scale.label.endswith("-t25@8")
     with pytest.raises(ValueError, match="token_split"):
         QuantSpec(act_bits=16, act_mode="none", token_split=TokenSplit(0.25, 8))
 

@@ -1,5 +1,5 @@
-"""Token-split int8 linears on the CPU: each image's outlier tokens in float, the rest int8,
-as the simulation computes them."""
+"""Token-split int8 linears on the CPU: each image's outlier tokens in float or with a scale
+of their own, the rest int8, as the simulation computes them."""
 
 from __future__ import annotations
 
@@ -19,13 +19,20 @@ SQNR_DB = 35.0
 FLOAT_TOKENS = TokenSplit(fraction=0.1, high_bits=16)
 
 
-def split(bits: int, mode: str, granularity: str | None = None) -> QuantSpec:
+def split(bits: int, mode: str, granularity: str | None = None,
+          tokens: TokenSplit = FLOAT_TOKENS) -> QuantSpec:
     return QuantSpec(weight_bits=8, act_bits=bits, act_mode=mode, act_granularity=granularity,
-                     token_split=FLOAT_TOKENS)
+                     token_split=tokens)
+
+
+def own_scale(bits: int, mode: str, granularity: str | None = None) -> QuantSpec:
+    """High tokens on the same grid with a scale of their own."""
+    return split(bits, mode, granularity, TokenSplit(fraction=0.1, high_bits=bits))
 
 
 SPECS = [split(8, "static"), split(8, "dynamic"), split(8, "dynamic", "per_tensor"),
-         split(7, "static"), split(7, "dynamic")]
+         split(7, "static"), split(7, "dynamic"), own_scale(8, "static"),
+         own_scale(8, "dynamic", "per_tensor"), own_scale(7, "static")]
 
 
 def outlier_tokens(batch: int, tokens: int, channels: int = 96) -> torch.Tensor:
@@ -57,12 +64,13 @@ def test_token_split_linear_agrees_with_its_simulation(spec, batch, tokens):
             assert sqnr(real(x[:, 0]), sim(x[:, 0])) >= SQNR_DB, backend  # no token axis
 
 
-def test_the_outlier_tokens_run_in_float_and_the_others_in_int8():
+@pytest.mark.parametrize("high_bits", [16, 8])
+def test_the_outlier_tokens_run_apart_and_the_others_get_a_finer_scale(high_bits):
     backend = exact_backends(8)[0]
     torch.manual_seed(0)
     linear = nn.Linear(96, 40)
     x, calib = outlier_tokens(3, 50), outlier_tokens(4, 50)
-    spec = split(8, "static")
+    spec = split(8, "static", tokens=TokenSplit(0.1, high_bits))
     real = TokenSplitInt8Gemm(copy.deepcopy(linear), spec, observer(calib), backend)
     plain = Int8Gemm(copy.deepcopy(linear), QuantSpec(weight_bits=8, act_bits=8,
                                                       act_mode="static"), observer(calib),
@@ -71,7 +79,8 @@ def test_the_outlier_tokens_run_in_float_and_the_others_in_int8():
         got = real(x).reshape(-1, 40)
         float_out = nn.functional.linear(x, real.dequantized(), linear.bias).reshape(-1, 40)
         high = high_token_rows(x, spec.token_split.fraction)
-        assert torch.allclose(got[high], float_out[high], atol=1e-4)
+        if high_bits == 16:  # float: the float GEMM's result
+            assert torch.allclose(got[high], float_out[high], atol=1e-4)
         low = torch.ones(len(got), dtype=torch.bool).index_fill_(0, high, False)
         # the low group's own scale is finer than one covering the outliers
         err_split = (got[low] - float_out[low]).abs().mean()
@@ -100,8 +109,11 @@ def test_simulated_high_tokens_are_float_and_dynamic_groups_take_their_own_range
     assert torch.allclose(grid, grid.round(), atol=1e-3)
 
 
-def test_high_tokens_that_are_not_float_are_refused():
-    spec = QuantSpec(weight_bits=8, act_bits=7, act_mode="dynamic",
-                     token_split=TokenSplit(0.1, 8))
-    with pytest.raises(ValueError, match="high tokens are float"):
-        TokenSplitInt8Gemm(nn.Linear(8, 4), spec, None, "int_mm")
+def test_splits_neither_form_takes_are_refused():
+    wider = QuantSpec(weight_bits=8, act_bits=7, act_mode="dynamic",
+                      token_split=TokenSplit(0.1, 8))
+    per_token = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic",
+                          token_split=TokenSplit(0.1, 8))
+    for spec in (wider, per_token):
+        with pytest.raises(ValueError, match="float or share the grid"):
+            TokenSplitInt8Gemm(nn.Linear(8, 4), spec, None, "int_mm")
