@@ -13,6 +13,9 @@ this CPU with the fingerprint printed first:
   Printed: each plan's predicted and measured ms, top-1 and token-split units; then, for each
   plan with token splits, the best top-1 of a plan without them at the same or lower measured
   latency: a token-split plan *wins* when its top-1 is higher.
+* ``a100`` (embedded model only): the same two fronts on the analytic ``a100`` table, whose
+  token-split candidates are W8A4 dynamic with the outlier tokens on 8 bits (the Triton
+  patch-wise GEMM); plans along each are simulated (no GPU here) and their top-1 printed.
 * ``recovery``: uniform W8A8 static with int8 attention (the plan that loses the most to
   per-tensor static scales), and the same with token splits (outlier tokens in float, or on
   the int8 grid with a static scale of their own) on every linear, or only on the attention
@@ -24,7 +27,7 @@ this CPU with the fingerprint printed first:
 No assertions.
 
     python benchmarks/bench_token_split.py [--models mnist-vit deit_small_patch16_224]
-        [--parts front recovery] [--batch 1] [--points 6] [--threads 2]
+        [--parts front a100 recovery] [--batch 1] [--points 6] [--threads 2]
 """
 
 from __future__ import annotations
@@ -120,18 +123,51 @@ def front_part(name: str, args: argparse.Namespace) -> None:
         ms, score = found[plan_name]
         print(f"{plan_name:<14}{predicted[plan_name]:>13.3f}{ms:>13.3f}{score:>9.4f}  "
               f"{split_units(plans[plan_name])}")
-    plain = [n for n in found if split_units(plans[n]) == 0]
+    print_wins({n: (ms, score, split_units(plans[n])) for n, (ms, score) in found.items()})
+
+
+def print_wins(rows: dict[str, tuple[float, float, int]]) -> None:
+    """For every plan with token splits (name -> (ms, accuracy, token-split units)), the best
+    accuracy of a plan without them at the same or lower latency; then how many win."""
+    plain = [(ms, score) for ms, score, splits in rows.values() if not splits]
     wins = 0
-    for plan_name in (n for n in found if split_units(plans[n])):
-        ms, score = found[plan_name]
-        rivals = [found[n][1] for n in plain if found[n][0] <= ms]
-        best = max(rivals, default=None)
+    for plan_name, (ms, score, splits) in rows.items():
+        if not splits:
+            continue
+        best = max((s for m, s in plain if m <= ms), default=None)
         verdict = ("no plan without splits is as fast" if best is None
                    else f"best without splits at <= its ms: {best:.4f} "
                         f"({'WIN' if score > best else 'no win'}, {score - best:+.4f})")
         wins += best is not None and score > best
-        print(f"  {plan_name}: {score:.4f} at {ms:.3f} ms; {verdict}")
+        print(f"  {plan_name}: {score:.4f} at {ms:.4f} ms; {verdict}")
     print(f"token-split plans that win: {wins}")
+
+
+def a100_part(name: str, args: argparse.Namespace) -> None:
+    """The fronts with and without token splits on the analytic ``a100`` table (W8A4 with
+    each image's outlier tokens on 8 bits), with the simulated top-1 of plans along each."""
+    from mixprec import quant, search
+    from mixprec.search.pareto import spread
+
+    model, calib, images, labels = model_and_data(name)
+    metric, accuracy = accuracy_fn(model, images, labels)
+    units = quant.discover_units(model, images[:1])
+    stats = quant.calibrate(model, list(units), calib)
+    rows = []
+    for splits in (True, False):
+        front = search.run(model, device="a100", batch=args.batch, token_splits=splits).front
+        kind = "with" if splits else "without"
+        print(f"a100 front {kind} token splits: {len(front)} plans, predicted "
+              f"{front[0].latency_ms:.4f} .. {front[-1].latency_ms:.4f} ms (analytic)")
+        for rank, point in enumerate(spread(front, args.points)):
+            sim = quant.simulate(model, point.plan, calib, units=units, stats=stats)
+            rows.append((f"{kind} #{rank}", point.latency_ms, accuracy(sim),
+                         split_units(point.plan)))
+    print(f"\n{name}, batch {args.batch}, a100 (analytic table; simulated {metric})")
+    print(f"{'plan':<14}{'predicted ms':>13}{metric:>9}  token-split units")
+    for plan_name, ms, score, count in sorted(rows, key=lambda r: r[1]):
+        print(f"{plan_name:<14}{ms:>13.4f}{score:>9.4f}  {count}")
+    print_wins({r[0]: r[1:] for r in rows})
 
 
 def recovery_part(name: str, args: argparse.Namespace) -> None:
@@ -182,8 +218,8 @@ def recovery_part(name: str, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mnist-vit", "deit_small_patch16_224"])
-    parser.add_argument("--parts", nargs="+", default=["front", "recovery"],
-                        choices=["front", "recovery"])
+    parser.add_argument("--parts", nargs="+", default=["front", "a100", "recovery"],
+                        choices=["front", "a100", "recovery"])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--points", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
@@ -196,6 +232,8 @@ def main() -> None:
     for name in args.models:
         if "front" in args.parts and name in models.EMBEDDED_MODELS:
             front_part(name, args)
+        if "a100" in args.parts and name in models.EMBEDDED_MODELS:
+            a100_part(name, args)
         if "recovery" in args.parts:
             recovery_part(name, args)
 

@@ -13,8 +13,9 @@ Every op takes ``max(compute, memory) + launch``:
 
 Quantized activations add passes: a static spec quantizes its input in one pass (read the
 float tensor, write int8); a dynamic spec first reads it once more to find each token's
-abs-max. A token split (outlier tokens in float) adds an abs-max pass to select them, a
-gather of their rows and a scatter of their outputs, and runs their GEMM in float. Weight-only
+abs-max. A token split adds an abs-max pass to select the outlier tokens, and either one
+int8 GEMM of every row (outliers on a wider grid: the patch-wise kernel) or, as the CPU runs
+it, a second GEMM of the outliers' gathered rows (float, or int8 with their own scale). Weight-only
 int4 GEMMs read half-byte weights and run at a fraction of float peak
 (dequantization in the main loop). The remainder is one elementwise pass (read and write)
 over every linear unit's input and output (LayerNorm, GELU, residual adds, bias) plus, on a
@@ -271,23 +272,23 @@ def _gemm_unit_s(m: int, k: int, n: int, spec: QuantSpec, dev: DeviceModel,
 def _token_split_s(m: int, k: int, n: int, spec: QuantSpec, dev: DeviceModel,
                    images: int) -> float:
     """A token-split GEMM: an abs-max pass over the input selects each image's high tokens.
-    Two integer grids: every row through one int8 GEMM (the patch-wise kernel quantizes
-    each group on its grid and scatters the rows in its epilogue). Float high tokens: the
-    low rows through the int8 GEMM (with their quantization), the high rows gathered,
-    through a float GEMM against float weights, and scattered back."""
+    High tokens on a wider grid (the patch-wise kernel): every row through one int8 GEMM,
+    each group quantized on its grid, rows scattered back in the epilogue. Otherwise (as the
+    CPU runs it): every row through the int8 GEMM with the low scale, then the high rows
+    gathered, through a second GEMM (float, or int8 with their own scale) and scattered."""
     split = spec.token_split
     assert split is not None
     fbytes = _BYTES[dev.float_dtype]
     low_spec = replace(spec, token_split=None)
     select = _elementwise_s(m * k, fbytes, 0, dev)
-    if split.high_bits < FLOAT_BITS:
+    if FLOAT_BITS > split.high_bits > spec.act_bits:
         return select + _gemm_unit_s(m, k, n, low_spec, dev)
     high = images * high_token_count(m // images, split.fraction)
-    low = _gemm_unit_s(m - high, k, n, low_spec, dev) if high < m else 0.0
+    high_spec = FLOAT32 if split.high_bits >= FLOAT_BITS else low_spec
     gather = _elementwise_s(high * k, fbytes, fbytes, dev)
-    float_gemm = _gemm_unit_s(high, k, n, FLOAT32, dev)
     scatter = _elementwise_s(high * n, fbytes, fbytes, dev)
-    return select + low + gather + float_gemm + scatter
+    return (select + _gemm_unit_s(m, k, n, low_spec, dev) + gather
+            + _gemm_unit_s(high, k, n, high_spec, dev) + scatter)
 
 
 def _attention_s(qk: Unit, pv: Unit, qk_spec: QuantSpec, pv_spec: QuantSpec, batch: int,

@@ -19,7 +19,7 @@ from mixprec.quant.modules import expand_kv_heads
 from mixprec.quant.observers import Observer
 from mixprec.quant.sdpa import SdpaCall
 from mixprec.quant.spec import QuantSpec
-from mixprec.quant.token_split import high_token_count
+from mixprec.quant.token_split import high_token_count, token_importance
 
 TRITON_ACT_BITS = 8
 """The Triton int8 kernels take 8-bit activations."""
@@ -84,7 +84,7 @@ class TritonTokenSplitLinear(_TritonInt8Weights):
             perm = torch.arange(rows, device=x.device)
             split = rows
         else:
-            importance = x.abs().amax(dim=-1)
+            importance = token_importance(x)
             tokens = high_token_count(importance.shape[-1], self.fraction)
             perm, split = self._reference.patchwise_rows(importance, tokens)
         return self._gemm.patchwise_linear(x, self.qweight, self.scale, self.bias, perm, split,

@@ -20,26 +20,30 @@ def high_token_count(tokens: int, fraction: float) -> int:
     return max(1, round(fraction * tokens))
 
 
-def high_tokens(x: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Indices ``[..., k]`` (along dim -2) of each image's high tokens of ``x [..., N, C]``."""
-    importance = x.abs().amax(dim=-1)
+def token_importance(x: torch.Tensor) -> torch.Tensor:
+    """``[..., N]``: each token's largest absolute value over its channels."""
+    return x.abs().amax(dim=-1)
+
+
+def high_tokens(importance: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Indices ``[..., k]`` of each image's high tokens, from their importance ``[..., N]``."""
     return importance.topk(high_token_count(importance.shape[-1], fraction), dim=-1).indices
 
 
 def high_token_mask(x: torch.Tensor, fraction: float) -> torch.Tensor:
     """``[..., N, 1]`` bool: True on each image's high tokens of ``x [..., N, C]``."""
-    top = high_tokens(x, fraction)
-    mask = torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
-    return mask.scatter_(-1, top, True).unsqueeze(-1)
+    importance = token_importance(x)
+    mask = torch.zeros(importance.shape, dtype=torch.bool, device=x.device)
+    return mask.scatter_(-1, high_tokens(importance, fraction), True).unsqueeze(-1)
 
 
-def high_token_rows(x: torch.Tensor, fraction: float) -> torch.Tensor:
-    """Indices of the high tokens' rows in ``x.reshape(-1, C)`` (image by image), for
-    gathering them into one GEMM and scattering its output back."""
-    top = high_tokens(x, fraction)
+def high_token_rows(importance: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Indices of the high tokens' rows in ``x.reshape(-1, C)`` (image by image), from the
+    tokens' importance ``[..., N]``: for gathering them into one GEMM and scattering back."""
+    top = high_tokens(importance, fraction)
     images = top.reshape(-1, top.shape[-1])
-    starts = torch.arange(images.shape[0], device=x.device).unsqueeze(-1) * x.shape[-2]
-    return (images + starts).reshape(-1)
+    starts = torch.arange(images.shape[0], device=top.device).unsqueeze(-1)
+    return (images + starts * importance.shape[-1]).reshape(-1)
 
 
 def own_scale_split(spec: QuantSpec) -> bool:

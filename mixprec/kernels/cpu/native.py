@@ -83,6 +83,15 @@ def quantize_rows_u8(rows: torch.Tensor, qmax: int, offset: int
     return (_grid(rows, scale, qmax) + offset).to(torch.uint8), scale
 
 
+def row_abs_max(rows: torch.Tensor) -> torch.Tensor:
+    """Each row's largest absolute value, ``[M]``, in one pass (no temporary ``|rows|``)."""
+    ext = extension()
+    rows = rows.float().contiguous()
+    if ext is not None:
+        return ext.row_abs_max(rows)
+    return rows.abs().amax(dim=-1)
+
+
 def grid_values(rows: torch.Tensor, scale: torch.Tensor, qmax: int) -> torch.Tensor:
     """``clamp(round(rows / scale), -qmax - 1, qmax)`` as float32 (one scale, or one per
     row), in one pass: operands of exact float products of integers."""

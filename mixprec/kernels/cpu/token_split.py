@@ -1,14 +1,15 @@
 """Token-split (patch-wise) int8 linears on the CPU: each image's outlier tokens apart.
 
 Per image, the tokens a spec's ``token_split`` selects (:mod:`mixprec.quant.token_split`:
-the top ``fraction`` by abs-max) are *high* tokens, the rest *low*; no loop over images:
+the top ``fraction`` by abs-max) are *high* tokens, the rest *low*. With no loop over images,
+every row goes through the int8 GEMM of :class:`~.gemm.Int8Gemm` with the low group's
+scale, then the high rows are gathered into one more GEMM whose outputs overwrite theirs:
 
-* high tokens in float (``high_bits`` 16): every row through the int8 GEMM of
-  :class:`~.gemm.Int8Gemm` with the low group's scale, then the high rows gathered into one
-  float32 GEMM against the dequantized int8 weights, whose outputs overwrite theirs;
+* high tokens in float (``high_bits`` 16): a float32 GEMM against the dequantized int8
+  weights;
 * high tokens on the same grid with a scale of their own (``high_bits`` equal to
-  ``act_bits``; static or per-tensor dynamic): one int8 GEMM whose rows carry their group's
-  scale (the quantization and the epilogue are per row).
+  ``act_bits``; static or per-tensor dynamic): the same int8 GEMM (the same packed
+  weights), quantized and rescaled with their scale.
 
 Each group's scale is the simulation's: static, calibrated on the calibration rows of its
 group; dynamic per tensor, the range of its own tokens.
@@ -70,30 +71,17 @@ class TokenSplitInt8Gemm(CpuGemm):
         return self.low.dequantized()
 
     def gemm(self, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        no_tokens = x.dim() < 3  # no token axis: every row is high, as simulated
-        high = (torch.arange(rows.shape[0]) if no_tokens
-                else high_token_rows(x, self.fraction))
-        if not self.float_high:
-            return self._own_scale_gemm(rows, high)
-        if no_tokens:
-            return F.linear(rows, self.float_weight, self.bias)
+        if x.dim() < 3:  # no token axis: every row is high, as simulated
+            return self._high_gemm(rows)
+        high = high_token_rows(native.row_abs_max(rows).reshape(x.shape[:-1]), self.fraction)
         # a per-tensor dynamic scale covers the low tokens only
         low_rows = rows.index_fill(0, high, 0.0) if self.per_tensor_dynamic else rows
         out = self.low.gemm(low_rows, x)
-        return out.index_copy_(0, high, F.linear(rows.index_select(0, high),
-                                                 self.float_weight, self.bias))
+        return out.index_copy_(0, high, self._high_gemm(rows.index_select(0, high)))
 
-    def _own_scale_gemm(self, rows: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
-        """One int8 GEMM, each row quantized and rescaled with its group's scale."""
-        low_act, high_act = self.low.act, self.high_act
-        if self.per_tensor_dynamic:
-            is_high = torch.zeros(rows.shape[0], 1, dtype=torch.bool).index_fill_(0, high, True)
-            low_scale = low_act.scale_of(rows.masked_fill(is_high, 0.0))
-            high_scale = high_act.scale_of(rows.masked_fill(~is_high, 0.0))
-        else:
-            low_scale, high_scale = low_act.scale, high_act.scale
-        scale = torch.full((rows.shape[0], 1), float(low_scale)).index_fill_(
-            0, high, float(high_scale))
-        xu8 = native.quantize_u8(rows, scale, low_act.qmax, low_act.offset)
-        out = self.low.matrix.matmul(xu8, low_act.offset)
-        return native.scale_rows_add_bias_(out, scale, self.bias)
+    def _high_gemm(self, rows: torch.Tensor) -> torch.Tensor:
+        """The high rows' outputs: a float GEMM, or the int8 GEMM with their own scale."""
+        if self.float_high:
+            return F.linear(rows, self.float_weight, self.bias)
+        xu8, scale = self.high_act.rows_u8(rows)
+        return self.low.matrix.matmul(xu8, self.high_act.offset, float(scale), self.bias)

@@ -12,7 +12,7 @@ from torch import nn
 from mixprec.kernels.cpu import Int8Gemm, TokenSplitInt8Gemm, exact_backends
 from mixprec.quant import QuantSpec, TokenSplit
 from mixprec.quant.modules import ActQuant, FakeQuantLinear
-from mixprec.quant.token_split import high_token_mask, high_token_rows
+from mixprec.quant.token_split import high_token_mask, high_token_rows, token_importance
 from tests.helpers import observer, sqnr
 
 SQNR_DB = 35.0
@@ -78,7 +78,7 @@ def test_the_outlier_tokens_run_apart_and_the_others_get_a_finer_scale(high_bits
     with torch.inference_mode():
         got = real(x).reshape(-1, 40)
         float_out = nn.functional.linear(x, real.dequantized(), linear.bias).reshape(-1, 40)
-        high = high_token_rows(x, spec.token_split.fraction)
+        high = high_token_rows(token_importance(x), spec.token_split.fraction)
         if high_bits == 16:  # float: the float GEMM's result
             assert torch.allclose(got[high], float_out[high], atol=1e-4)
         low = torch.ones(len(got), dtype=torch.bool).index_fill_(0, high, False)
@@ -93,7 +93,7 @@ def test_each_image_selects_its_own_tokens():
     mask = high_token_mask(x, 0.1).squeeze(-1)
     assert mask.sum(dim=-1).tolist() == [5, 5, 5]
     assert all(mask[b, (3 * b + 5) % 50] and mask[b, 0] for b in range(3))
-    rows = high_token_rows(x, 0.1)
+    rows = high_token_rows(token_importance(x), 0.1)
     assert torch.equal(torch.sort(rows).values, torch.nonzero(mask.reshape(-1)).squeeze(-1))
 
 

@@ -161,10 +161,24 @@ torch::Tensor scale_rows_add_bias_(torch::Tensor out, torch::Tensor row_scale,
   return out;
 }
 
+// Each row's largest absolute value (exact: a maximum rounds nothing), as [M].
+torch::Tensor row_abs_max(torch::Tensor x) {
+  check_rows(x);
+  const int64_t m = x.size(0), k = x.size(1);
+  auto out = torch::empty({m}, x.options());
+  const float* xp = x.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, m, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) op[i] = abs_max(xp + i * k, k);
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("quantize_u8", &quantize_u8, "rows -> u8 grid values (static or per-row scales)");
   m.def("quantize_rows_u8", &quantize_rows_u8, "rows -> (u8 grid values, per-row scales)");
   m.def("scale_rows_add_bias_", &scale_rows_add_bias_, "out * row_scale + bias, in place");
   m.def("grid_f32", &grid_f32, "rows -> float32 grid values (static or per-row scales)");
   m.def("grid_rows_f32", &grid_rows_f32, "rows -> (float32 grid values, per-row scales)");
+  m.def("row_abs_max", &row_abs_max, "rows -> each row's largest absolute value");
 }
