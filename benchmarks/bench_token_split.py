@@ -208,11 +208,11 @@ def recovery_part(name: str, args: argparse.Namespace) -> None:
         shown = f"{won:>10.0%} {rate:>12.1%}" if labels is not None else \
             f"{won:>10.2f} {rate:>12.3f}"
         print(f"{plan_name:<32}{ms:>9.3f}{score:>9.4f} {shown}")
-        if plan_name.startswith("t") and added > 0 and (best is None or rate > best[1]):
+        if plan_name.startswith("t") and rate > 0 and (best is None or rate > best[1]):
             best = (plan_name, rate)
-    if best is not None:
-        unit = "of the loss" if labels is not None else "dB"
-        print(f"most recovered per ms added: {best[0]} ({best[1]:.3g} {unit} per ms)")
+    unit = "of the loss" if labels is not None else "dB"
+    print(f"most recovered per ms added: {best[0]} ({best[1]:.3g} {unit} per ms)"
+          if best is not None else "no token split recovers any of the loss")
 
 
 def main() -> None:

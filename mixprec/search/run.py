@@ -92,8 +92,9 @@ def run(model: nn.Module | str, budget_ms: float | None = None, device: str = LO
         side: front plans measured on each side of the solver's choice.
         token_splits: also offer patch-wise specs on linear units (int8 with each image's
             outlier tokens in float, :func:`~mixprec.kernels.registry.token_split_candidates`)
-            where the device and runtime run them (torch on ``cpu``, ``xeon``, ``a15``): the
-            CPU's table is measured with them, a target class's analytic table prices them.
+            where the device and runtime run them (torch on ``cpu``, ``xeon``, ``a15``,
+            ``a100``): the CPU's table is measured with them, a target class's analytic
+            table prices them.
         progress: called with a line of text at each step of the verification.
 
     Raises:
@@ -236,8 +237,8 @@ def _check_token_splits(targets: list[str], runtime: str | None) -> None:
             RUNTIMES if device == LOCAL_DEVICE else ["torch"])
         if not any(token_split_candidates(device, rt) for rt in runtimes):
             where = f"device {device!r}" + (f", runtime {runtime!r}" if runtime else "")
-            raise ValueError(f"{where} runs no token-split spec (the torch runtime on cpu, "
-                             "xeon and a15 does)")
+            raise ValueError(f"{where} runs no token-split spec (the torch runtime on "
+                             "cpu, xeon, a15 and a100 does)")
 
 
 def _timing_input(name: str, calib: ModelInputs, batch: int) -> ModelInputs:
