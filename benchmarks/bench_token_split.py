@@ -35,15 +35,21 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from mixprec.quant import Plan
 
 RANDOM_IMAGES = 32
 """Calibration (and evaluation) images of a timm model with random weights."""
 
 
-def model_and_data(name: str):
-    """(model, calibration images, evaluation images, labels or None)."""
+def model_and_data(name: str
+                   ) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(model, calibration images, evaluation images, labels or None); a timm model gets
+    random weights and random images (evaluated on the first eight)."""
     from mixprec import data, models
 
     if name in models.EMBEDDED_MODELS:
@@ -74,7 +80,7 @@ def accuracy_fn(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
     return ("top-1" if labels is not None else "SQNR dB"), measure
 
 
-def timed(model: torch.nn.Module, plans: dict[str, object], calib: torch.Tensor,
+def timed(model: torch.nn.Module, plans: dict[str, Plan], calib: torch.Tensor,
           example: torch.Tensor, threads: int, accuracy: Callable[[torch.nn.Module], float]
           ) -> dict[str, tuple[float, float]]:
     """Plan name -> (measured ms, accuracy): every plan deployed in the torch runtime and
@@ -93,7 +99,7 @@ def timed(model: torch.nn.Module, plans: dict[str, object], calib: torch.Tensor,
     return {name: (t.ratio * t.reference_ms, scores[name]) for name, t in zip(real, found)}
 
 
-def split_units(plan) -> int:
+def split_units(plan: Plan) -> int:
     """Units of ``plan`` with a token split."""
     return sum(plan[n].token_split is not None for n in plan)
 
