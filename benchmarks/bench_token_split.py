@@ -66,6 +66,8 @@ def model_and_data(name: str
 def accuracy_fn(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor | None
                 ) -> tuple[str, Callable[[torch.nn.Module], float]]:
     """(name, function): top-1 with labels, else output SQNR (dB) against ``model``."""
+    from mixprec.sensitivity.metrics import sqnr_db
+
     with torch.inference_mode():
         reference = model(images).float()
 
@@ -74,8 +76,7 @@ def accuracy_fn(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tens
             out = candidate(images).float()
         if labels is not None:
             return (out.argmax(-1) == labels).float().mean().item()
-        noise = (out - reference).pow(2).mean().clamp_min(1e-30)
-        return (10 * torch.log10(reference.pow(2).mean() / noise)).item()
+        return sqnr_db(out, reference)
 
     return ("top-1" if labels is not None else "SQNR dB"), measure
 

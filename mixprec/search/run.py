@@ -264,7 +264,7 @@ def _tables(device: str, units: UnitList, model: nn.Module, name: str, example: 
         extra = token_split_candidates(device) if token_splits else []
         try:
             table = cost_models.load(device, units.model_id, batch=batch)
-            if all(s in table.candidates("linear") for s in extra):
+            if _covers(table, extra):
                 return [table]
             logger.info("%s: the analytic table prices token splits; the saved one does not",
                         device)
@@ -280,7 +280,7 @@ def _tables(device: str, units: UnitList, model: nn.Module, name: str, example: 
         try:
             table = cost_models.load(device, units.model_id, runtime=rt, batch=batch,
                                      threads=threads, strict=True)
-            if all(s in table.candidates("linear") for s in extra):
+            if _covers(table, extra):
                 found.append(table)
                 continue
             logger.info("measuring the %s latency table again with token-split candidates", rt)
@@ -304,6 +304,12 @@ def _wanted(candidates: str | Sequence[QuantSpec], tables: list[LatencyTable],
             return None
         return [s for s in covered if s.token_split is None]
     return list(candidates) + (splits if token_splits else [])
+
+
+def _covers(table: LatencyTable, linear_specs: list[QuantSpec]) -> bool:
+    """Whether ``table`` prices every one of ``linear_specs`` on every linear unit."""
+    covered = table.candidates("linear")
+    return all(s in covered for s in linear_specs)
 
 
 def _scored_candidates(units: UnitList, tables: list[LatencyTable],
