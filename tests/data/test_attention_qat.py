@@ -9,13 +9,15 @@ from mixprec.data.mnist_vit import build_mnist_vit
 
 
 def test_probabilities_land_on_the_grid_of_their_maximum_with_identity_gradients():
+    torch.manual_seed(0)
     p = torch.rand(2, 3, 7, 7).softmax(-1).requires_grad_()
     rounded = straight_through_probabilities(p, bits=8)
     step = p.detach().amax() / 127
     levels = rounded.detach() / step
     torch.testing.assert_close(levels, levels.round(), atol=1e-4, rtol=0)
     assert (rounded.detach() - p.detach()).abs().max() <= step / 2 + 1e-7
-    assert rounded.detach().amax() == p.detach().amax()
+    # The maximum is a grid point; the straight-through sum may move it by a float ulp.
+    torch.testing.assert_close(rounded.detach().amax(), p.detach().amax())
     rounded.mul(torch.arange(7.0)).sum().backward()
     torch.testing.assert_close(p.grad, torch.arange(7.0).expand(2, 3, 7, 7))
 
