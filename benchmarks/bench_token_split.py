@@ -19,7 +19,8 @@ this CPU with the fingerprint printed first:
 * ``recovery``: uniform W8A8 static with int8 attention (the plan that loses the most to
   per-tensor static scales), and the same with token splits (outlier tokens in float, or on
   the int8 grid with a static scale of their own) on every linear, or only on the attention
-  outputs (``proj``) and ``fc2``, at each fraction. Printed: measured ms and accuracy (the
+  outputs (``proj``) and ``fc2``, at each fraction, with each image's outlier tokens or
+  with fixed calibrated positions (``pos``). Printed: measured ms and accuracy (the
   embedded model: top-1 on the test digits, and the share of W8A8 static's loss each plan
   recovers; timm models with random weights and random images: output SQNR against
   float32 and the dB gained), and that gain per millisecond added.
@@ -28,6 +29,7 @@ No assertions.
 
     python benchmarks/bench_token_split.py [--models mnist-vit deit_small_patch16_224]
         [--parts front a100 recovery] [--batch 1] [--points 6] [--threads 2]
+        [--selections per_image positions]
 """
 
 from __future__ import annotations
@@ -192,10 +194,13 @@ def recovery_part(name: str, args: argparse.Namespace) -> None:
               "proj+fc2": [n for n in linears if n.endswith((".proj", ".fc2"))]}
     for fraction in TOKEN_SPLIT_FRACTIONS:
         for high_bits, how in ((16, "float"), (8, "own scale")):
-            split = replace(W8A8_STATIC, token_split=TokenSplit(fraction, high_bits))
-            for group, names in groups.items():
-                plans[f"t{round(fraction * 100)}% {how}, {group}"] = uniform.replace(
-                    {n: split for n in names})
+            for selection in args.selections:
+                split = replace(W8A8_STATIC,
+                                token_split=TokenSplit(fraction, high_bits, selection))
+                at = " pos" if selection == "positions" else ""
+                for group, names in groups.items():
+                    plans[f"t{round(fraction * 100)}%{at} {how}, {group}"] = uniform.replace(
+                        {n: split for n in names})
     metric, accuracy = accuracy_fn(model, images, labels)
     found = timed(model, plans, calib, images[: args.batch], args.threads, accuracy)
     base_ms, base_score = found["W8A8 static"]
@@ -205,7 +210,7 @@ def recovery_part(name: str, args: argparse.Namespace) -> None:
             else "output SQNR against float32")
     print(f"\n{name}, batch {args.batch}, torch runtime: W8A8 static with int8 attention "
           f"and token splits ({what})")
-    print(f"{'plan':<32}{'ms':>9}{metric:>9}{gain:>11}{'per ms added':>14}")
+    print(f"{'plan':<36}{'ms':>9}{metric:>9}{gain:>11}{'per ms added':>14}")
     best = None
     for plan_name, (ms, score) in found.items():
         won = ((score - base_score) / loss if loss > 0 else float("nan")) \
@@ -214,7 +219,7 @@ def recovery_part(name: str, args: argparse.Namespace) -> None:
         rate = won / added if added > 0 else float("nan")
         shown = f"{won:>10.0%} {rate:>12.1%}" if labels is not None else \
             f"{won:>10.2f} {rate:>12.3f}"
-        print(f"{plan_name:<32}{ms:>9.3f}{score:>9.4f} {shown}")
+        print(f"{plan_name:<36}{ms:>9.3f}{score:>9.4f} {shown}")
         if plan_name.startswith("t") and rate > 0 and (best is None or rate > best[1]):
             best = (plan_name, rate)
     unit = "of the loss" if labels is not None else "dB"
@@ -230,6 +235,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--points", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--selections", nargs="+", default=["per_image", "positions"],
+                        choices=["per_image", "positions"],
+                        help="token selections the recovery part compares")
     args = parser.parse_args()
     from mixprec import models
     from mixprec.kernels import cpu_fingerprint

@@ -271,16 +271,18 @@ def _gemm_unit_s(m: int, k: int, n: int, spec: QuantSpec, dev: DeviceModel,
 
 def _token_split_s(m: int, k: int, n: int, spec: QuantSpec, dev: DeviceModel,
                    images: int) -> float:
-    """A token-split GEMM: an abs-max pass over the input selects each image's high tokens.
-    High tokens on a wider grid (the patch-wise kernel): every row through one int8 GEMM,
-    each group quantized on its grid, rows scattered back in the epilogue. Otherwise (as the
-    CPU runs it): every row through the int8 GEMM with the low scale, then the high rows
-    gathered, through a second GEMM (float, or int8 with their own scale) and scattered."""
+    """A token-split GEMM: an abs-max pass over the input selects each image's high tokens
+    (none with fixed positions). High tokens on a wider grid (the patch-wise kernel): every
+    row through one int8 GEMM, each group quantized on its grid, rows scattered back in the
+    epilogue. Otherwise (as the CPU runs it): every row through the int8 GEMM with the low
+    scale, then the high rows gathered, through a second GEMM (float, or int8 with their own
+    scale) and scattered."""
     split = spec.token_split
     assert split is not None
     fbytes = _BYTES[dev.float_dtype]
     low_spec = replace(spec, token_split=None)
-    select = _elementwise_s(m * k, fbytes, 0, dev)
+    per_image = split.selection == "per_image"
+    select = _elementwise_s(m * k, fbytes, 0, dev) if per_image else 0.0
     if FLOAT_BITS > split.high_bits > spec.act_bits:
         return select + _gemm_unit_s(m, k, n, low_spec, dev)
     high = images * high_token_count(m // images, split.fraction)

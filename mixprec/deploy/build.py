@@ -201,11 +201,12 @@ def _int8_paths(units: list[Unit], plan: Plan, kernels: dict[str, str], runtime:
 
 def _calibrate_static(model: nn.Module, units: list[Unit], plan: Plan,
                       calib: ModelInputs | None, batch_size: int) -> CalibrationStats:
-    static = [u for u in units if plan[u.name].act_mode == "static"]
+    static = [u for u in units if plan[u.name].needs_calibration]
     if not static:
         return {}
     if calib is None:
-        raise ValueError(f"{len(static)} unit(s) have static specs: deploy needs calib")
+        raise ValueError(f"{len(static)} unit(s) have static specs or calibrated token "
+                         "positions: deploy needs calib")
     check_calibration(calib)
     return calibrate(model, static, calib, batch_size)
 

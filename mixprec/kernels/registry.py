@@ -114,7 +114,8 @@ def _two_grid_split(low_bits: int, high_bits: int) -> Callable[[QuantSpec], bool
     def accepts(s: QuantSpec) -> bool:
         split = s.token_split
         return (split is not None and split.high_bits == high_bits and s.act_bits == low_bits
-                and s.act_mode == "dynamic" and s.act_granularity == "per_token"
+                and split.selection == "per_image" and s.act_mode == "dynamic"
+                and s.act_granularity == "per_token"
                 and s.act_symmetric and s.weight_bits == 8 and s.weight_symmetric
                 and s.weight_granularity in ("per_channel", "per_tensor"))
     return accepts

@@ -15,7 +15,7 @@ from mixprec.quant.fake import (
 from mixprec.quant.observers import Observer
 from mixprec.quant.sdpa import SdpaCall, attention_scores
 from mixprec.quant.spec import FLOAT_BITS, QuantSpec
-from mixprec.quant.token_split import high_token_mask
+from mixprec.quant.token_split import TokenGroup, fixed_positions, high_token_mask
 
 
 class ActQuant(nn.Module):
@@ -23,9 +23,10 @@ class ActQuant(nn.Module):
 
     Static scales come from an :class:`Observer` at construction; dynamic scales are
     computed per slice reduced over ``dim`` (the last dim: one scale per token/row).
-    With ``token_split``, the top tokens by abs-max (per image, along dim -2;
-    :mod:`mixprec.quant.token_split`) use the higher bit-width (16: float, not quantized),
-    each group with its own scale; an input without a token axis is all high.
+    With ``token_split``, the high tokens (along dim -2: each image's top tokens by abs-max,
+    or fixed positions; :mod:`mixprec.quant.token_split`) use the higher bit-width (16:
+    float, not quantized), each group with its own scale; an input without a token axis is
+    all high.
 
     Args:
         spec: the unit's spec.
@@ -38,9 +39,12 @@ class ActQuant(nn.Module):
         self.spec = spec
         self.dim = dim
         self.per_token = spec.act_granularity == "per_token"
+        if spec.needs_calibration and (observer is None or observer.empty):
+            raise RuntimeError(f"{spec.label}: static scales and calibrated token positions "
+                               "need calibration data")
+        self.fixed_positions = fixed_positions(spec, observer)
         if spec.act_mode == "static":
-            if observer is None or observer.empty:
-                raise RuntimeError("static activation quantization needs calibration data")
+            assert observer is not None
             self._init_static(observer)
 
     def _init_static(self, observer: Observer) -> None:
@@ -51,11 +55,11 @@ class ActQuant(nn.Module):
             self.register_buffer("scale", scale)
             self.register_buffer("zero_point", zp)
             return
-        groups = [("low", spec.act_bits, observer.low_rows(split.fraction))]
+        groups = [("low", spec.act_bits, False)]
         if split.high_bits < FLOAT_BITS:
-            groups.append(("high", split.high_bits, observer.split_rows(split.fraction)[0]))
-        for prefix, bits, rows in groups:
-            scale, zp = observer.qparams(bits, *args, rows=rows)
+            groups.append(("high", split.high_bits, True))
+        for prefix, bits, high in groups:
+            scale, zp = observer.qparams(bits, *args, group=TokenGroup(split, high))
             self.register_buffer(f"{prefix}_scale", scale)
             self.register_buffer(f"{prefix}_zero_point", zp)
 
@@ -81,7 +85,8 @@ class ActQuant(nn.Module):
         assert split is not None
         if x.dim() < 3:
             return self._high(x)
-        is_high = high_token_mask(x, split.fraction)
+        is_high = (high_token_mask(x, split.fraction) if self.fixed_positions is None
+                   else self.fixed_positions.mask(x))
         dynamic = self.spec.act_mode == "dynamic"  # each group's range from its own tokens
         high = self._high(x.masked_fill(~is_high, 0.0) if dynamic else x)
         low = self._quantize(x.masked_fill(is_high, 0.0) if dynamic else x,

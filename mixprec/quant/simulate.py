@@ -149,4 +149,4 @@ def _exit_attention_quant(module: nn.Module, args: tuple, output: object) -> Non
 
 
 def _static_units(units: list[Unit], plan: Plan) -> list[Unit]:
-    return [u for u in units if plan[u.name].act_mode == "static"]
+    return [u for u in units if plan[u.name].needs_calibration]

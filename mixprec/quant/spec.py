@@ -21,30 +21,43 @@ FLOAT_DTYPES = ("float32", "bfloat16", "float16")
 _SHORT_DTYPES = {"bfloat16": "bf16", "float16": "fp16"}
 FLOAT_BITS = 16
 """A bit-width of 16 means "not quantized" (kept in the spec's float dtype)."""
+TOKEN_SELECTIONS = ("per_image", "positions")
 
 
 @dataclass(frozen=True)
 class TokenSplit:
     """Patch-wise activation precision: the most important tokens get more bits.
 
-    Importance is ranked per image at run time by each token's absolute-max activation
-    (the tokens that carry outliers are the ones that suffer most at low bits).
+    A token's importance is its absolute-max activation (the tokens that carry outliers are
+    the ones that suffer most at low bits).
 
     Attributes:
         fraction: share of tokens (0 < fraction < 1) quantized at ``high_bits``.
         high_bits: activation bits for those tokens (16: float; equal to the spec's
             ``act_bits``: the same grid with a scale of their own); the others use the
             spec's ``act_bits``.
+        selection: ``per_image`` (each image's most important tokens, ranked at run time)
+            or ``positions`` (one fixed set of token positions: those most often among the
+            most important on the calibration images; inputs must keep the calibration's
+            token count).
     """
 
     fraction: float = 0.25
     high_bits: int = 8
+    selection: Literal["per_image", "positions"] = "per_image"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction < 1.0:
             raise ValueError(f"token_split.fraction={self.fraction} must be in (0, 1)")
         if self.high_bits not in ACT_BITS:
             raise ValueError(f"token_split.high_bits={self.high_bits} not in {ACT_BITS}")
+        _check_choice("token_split.selection", self.selection, TOKEN_SELECTIONS)
+
+    @property
+    def label(self) -> str:
+        """``t10@16``: 10% of the tokens at 16 bits; ``t10pos@16`` with fixed positions."""
+        positions = "pos" if self.selection == "positions" else ""
+        return f"t{round(self.fraction * 100)}{positions}@{self.high_bits}"
 
 
 @dataclass(frozen=True)
@@ -135,13 +148,21 @@ class QuantSpec:
         return self.act_mode != "none"
 
     @property
+    def needs_calibration(self) -> bool:
+        """Whether the spec takes values from calibration data (static scales, or a token
+        split's fixed positions)."""
+        return self.act_mode == "static" or (self.token_split is not None
+                                             and self.token_split.selection == "positions")
+
+    @property
     def is_float(self) -> bool:
         """Whether the spec leaves the unit entirely in float."""
         return not self.quantizes_weights and not self.quantizes_acts
 
     @property
     def label(self) -> str:
-        """Short human label, e.g. ``W8A8-static``, ``W4A8-dynamic-t25@8``, ``W8A16-bf16``
+        """Short human label, e.g. ``W8A8-static``, ``W4A8-dynamic-t25@8`` (a token split,
+        :attr:`TokenSplit.label`), ``W8A16-bf16``
         (the float dtype of the unquantized parts, when it is not float32) or
         ``W8tA8-dynamic-tensor-affine`` (options other than the defaults: ``t`` marks one
         scale per weight tensor)."""
@@ -157,9 +178,7 @@ class QuantSpec:
             w += f"g{self.group_size}"
         elif self.weight_granularity == "per_tensor" and self.quantizes_weights:
             w += "t"
-        split = ""
-        if self.token_split is not None:
-            split = f"-t{round(self.token_split.fraction * 100)}@{self.token_split.high_bits}"
+        split = "" if self.token_split is None else f"-{self.token_split.label}"
         dtype = "" if self.float_dtype == "float32" else f"-{_SHORT_DTYPES[self.float_dtype]}"
         return f"{w}{a}{split}{dtype}"
 

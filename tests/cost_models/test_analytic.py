@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import timm
 import torch
@@ -48,10 +50,13 @@ def test_a_token_split_costs_its_float_rows_and_its_selection_passes(deit_tiny_u
     int8, low, high = (linears_in(deit_tiny_units, table, s) for s in (W8A8_STATIC, *splits))
     float_ms = linears_in(deit_tiny_units, table, FLOAT32)
     assert int8 < low < high < int8 + float_ms
+    fixed = replace(splits[0], token_split=replace(splits[0].token_split, selection="positions"))
+    fixed_table = analytic_table(deit_tiny_units, device, batch=2, candidates=[fixed])
+    assert int8 < linears_in(deit_tiny_units, fixed_table, fixed) < low  # no selection pass
 
 
 def test_a100_token_split_adds_the_selection_pass_to_one_int8_gemm():
-    from mixprec.kernels.registry import token_split_candidates
+    from mixprec.kernels.registry import kernel_for, token_split_candidates
 
     units = quant.UnitList([quant.Unit("fc", "linear", 197, 3072, 768, params=3072 * 768)],
                            "one-gemm", (3, 224, 224), {})
@@ -61,6 +66,8 @@ def test_a100_token_split_adds_the_selection_pass_to_one_int8_gemm():
     shape = ShapeKey.of(units[0])
     dynamic = table.entry(shape, W8A8_DYNAMIC).ms
     assert all(dynamic < table.entry(shape, s).ms < 1.5 * dynamic for s in splits)
+    fixed = replace(splits[0], token_split=replace(splits[0].token_split, selection="positions"))
+    assert kernel_for("linear", fixed, "a100") is None  # the Triton kernel selects per image
 
 
 def test_large_gpu_gemm_runs_faster_in_int8():

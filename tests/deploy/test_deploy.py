@@ -136,13 +136,16 @@ def _capture_inputs(model: nn.Module, names: list[str], x: torch.Tensor
     return inputs
 
 
-@pytest.mark.parametrize("mode,high_bits", [("static", 16), ("dynamic", 16), ("static", 8)])
-def test_token_split_plans_match_their_simulation(mode, high_bits, mnist_model, mnist_units,
-                                                  mnist_calib, mnist_test, stats):
-    """Every linear int8 with each image's outlier tokens (an eighth) in float or with their
-    own scale; the head's input (the CLS token alone, no token axis) is all high."""
+@pytest.mark.parametrize("mode,high_bits,selection", [
+    ("static", 16, "per_image"), ("dynamic", 16, "per_image"), ("static", 8, "per_image"),
+    ("static", 16, "positions"), ("static", 8, "positions")])
+def test_token_split_plans_match_their_simulation(mode, high_bits, selection, mnist_model,
+                                                  mnist_units, mnist_calib, mnist_test, stats):
+    """Every linear int8 with each image's outlier tokens (an eighth; or fixed positions) in
+    float or with their own scale; the head's input (the CLS token alone, no token axis) is
+    all high."""
     spec = QuantSpec(weight_bits=8, act_bits=8, act_mode=mode,
-                     token_split=TokenSplit(fraction=0.125, high_bits=high_bits))
+                     token_split=TokenSplit(0.125, high_bits, selection))
     plan = Plan.uniform(mnist_units, FP32).replace(
         {u.name: spec for u in mnist_units if u.kind == "linear"})
     x, y = mnist_test
@@ -153,7 +156,7 @@ def test_token_split_plans_match_their_simulation(mode, high_bits, mnist_model, 
     mods = dict(real.named_modules())
     assert isinstance(mods["blocks.0.mlp.fc2"], TokenSplitInt8Gemm)
     assert real.deploy_report.kernels["blocks.0.mlp.fc2"] == "w8a8_token_split"
-    with pytest.raises(ValueError, match=r"unit 'blocks\.0\.attn\.qkv'.*no kernel.*-t12@"):
+    with pytest.raises(ValueError, match=r"unit 'blocks\.0\.attn\.qkv'.*no kernel.*-t12(pos)?@"):
         deploy(mnist_model, plan, calib=mnist_calib, runtime="onnxruntime", **kw)
 
 

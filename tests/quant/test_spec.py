@@ -37,6 +37,15 @@ def test_token_split_validation():
         QuantSpec(act_bits=8, act_mode="dynamic", token_split=TokenSplit(0.25, 6))
     own_scale = QuantSpec(act_bits=8, act_mode="static", token_split=TokenSplit(0.25, 8))
     assert own_scale.label.endswith("-t25@8")
+    with pytest.raises(ValueError, match="token_split.selection='top'"):
+        TokenSplit(0.25, 8, "top")
+    fixed = QuantSpec(act_mode="dynamic", token_split=TokenSplit(0.1, 16, "positions"))
+    assert fixed.label.endswith("-t10pos@16") and fixed.needs_calibration
+    assert QuantSpec.from_dict(fixed.to_dict()) == fixed
+    older = fixed.to_dict()
+    del older["token_split"]["selection"]  # plans written before fixed positions existed
+    assert QuantSpec.from_dict(older).token_split.selection == "per_image"
+    assert not QuantSpec.from_dict(older).needs_calibration
     with pytest.raises(ValueError, match="token_split"):
         QuantSpec(act_bits=16, act_mode="none", token_split=TokenSplit(0.25, 8))
 

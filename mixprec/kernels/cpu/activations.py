@@ -10,6 +10,7 @@ from mixprec.kernels.cpu.int8 import grid_max, u8_offset
 from mixprec.quant.fake import dynamic_qparams
 from mixprec.quant.observers import Observer
 from mixprec.quant.spec import QuantSpec
+from mixprec.quant.token_split import TokenGroup
 
 KERNEL_ACT_BITS = (7, 8)
 """Activation grids the int8 kernels take: 8 bits, and 7 bits (``u8 <= 127``: exact on x86
@@ -27,12 +28,11 @@ class Int8Activation(nn.Module):
         spec: the unit's spec (symmetric 7- or 8-bit activations).
         observer: calibration statistics of this tensor (needed when static).
         dim: dimension reduced for one dynamic scale (-1: per row; -2: per column).
-        rows: calibrate the static scale on these sampled rows of ``observer`` only (a token
-            split's low group, :meth:`~mixprec.quant.observers.Observer.low_rows`).
+        group: calibrate the static scale on one group of a token split only.
     """
 
     def __init__(self, spec: QuantSpec, observer: Observer | None = None, dim: int = -1,
-                 rows: torch.Tensor | None = None) -> None:
+                 group: TokenGroup | None = None) -> None:
         super().__init__()
         if spec.act_bits not in KERNEL_ACT_BITS or not spec.act_symmetric:
             raise ValueError(f"{spec.label}: int8 kernels take symmetric activations of "
@@ -46,7 +46,7 @@ class Int8Activation(nn.Module):
         if not self.dynamic:
             if observer is None or observer.empty:
                 raise RuntimeError("static activation quantization needs calibration data")
-            scale, _ = observer.qparams(self.bits, True, spec.observer, spec.percentile, rows)
+            scale, _ = observer.qparams(self.bits, True, spec.observer, spec.percentile, group)
             self.static_scale = float(scale)
         self.register_buffer("scale", torch.tensor(self.static_scale), persistent=False)
 

@@ -20,6 +20,7 @@ from mixprec.kernels.registry import INT4_GROUP_SIZES
 from mixprec.quant.fake import integer_weight
 from mixprec.quant.observers import Observer
 from mixprec.quant.spec import QuantSpec
+from mixprec.quant.token_split import TokenGroup
 from mixprec.quant.units import conv_output_hw
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -104,15 +105,15 @@ class Int8Gemm(CpuGemm):
             activations.
         observer: calibration statistics of the input (static specs).
         backend: int8 GEMM backend (:data:`mixprec.kernels.cpu.int8.BACKENDS`).
-        static_rows: calibrate a static scale on these sampled rows of ``observer`` only.
+        static_group: calibrate a static scale on one group of a token split only.
     """
 
     def __init__(self, module: nn.Module, spec: QuantSpec, observer: Observer | None,
-                 backend: str, static_rows: torch.Tensor | None = None) -> None:
+                 backend: str, static_group: TokenGroup | None = None) -> None:
         super().__init__(module, spec)
         iw = integer_weight(module.weight, spec)
         self.matrix = Int8Matrix(iw.q, iw.scale, backend)
-        self.act = Int8Activation(spec, observer, rows=static_rows)
+        self.act = Int8Activation(spec, observer, group=static_group)
 
     def dequantized(self) -> torch.Tensor:
         return self.matrix.q.float() * self.matrix.scale[:, None]

@@ -1,7 +1,8 @@
 """Token-split (patch-wise) int8 linears on the CPU: each image's outlier tokens apart.
 
 Per image, the tokens a spec's ``token_split`` selects (:mod:`mixprec.quant.token_split`:
-the top ``fraction`` by abs-max) are *high* tokens, the rest *low*. With no loop over images,
+the top ``fraction`` by abs-max, or fixed calibrated positions) are *high* tokens, the rest
+*low*. With no loop over images,
 every row goes through the int8 GEMM of :class:`~.gemm.Int8Gemm` with the low group's
 scale, then the high rows are gathered into one more GEMM whose outputs overwrite theirs:
 
@@ -11,7 +12,7 @@ scale, then the high rows are gathered into one more GEMM whose outputs overwrit
   ``act_bits``; static or per-tensor dynamic): the same int8 GEMM (the same packed
   weights), quantized and rescaled with their scale.
 
-Each group's scale is the simulation's: static, calibrated on the calibration rows of its
+Each group's scale is the simulation's: static, calibrated on the calibration tokens of its
 group; dynamic per tensor, the range of its own tokens.
 """
 
@@ -28,7 +29,12 @@ from mixprec.kernels.cpu.activations import Int8Activation
 from mixprec.kernels.cpu.gemm import CpuGemm, Int8Gemm
 from mixprec.quant.observers import Observer
 from mixprec.quant.spec import FLOAT_BITS, QuantSpec
-from mixprec.quant.token_split import high_token_rows, own_scale_split
+from mixprec.quant.token_split import (
+    TokenGroup,
+    fixed_positions,
+    high_token_rows,
+    own_scale_split,
+)
 
 
 class TokenSplitInt8Gemm(CpuGemm):
@@ -56,16 +62,14 @@ class TokenSplitInt8Gemm(CpuGemm):
                              "high tokens are float or share the grid with their own scale")
         assert split is not None
         self.fraction = split.fraction
-        static = spec.act_mode == "static" and observer is not None and not observer.empty
-        low_rows = observer.low_rows(split.fraction) if static else None
-        self.low = Int8Gemm(module, replace(spec, token_split=None), observer, backend, low_rows)
+        self.fixed_positions = fixed_positions(spec, observer)
+        whole = replace(spec, token_split=None)
+        self.low = Int8Gemm(module, whole, observer, backend, TokenGroup(split, high=False))
         self.per_tensor_dynamic = self.low.act.dynamic and not self.low.act.per_token
         if self.float_high:
             self.register_buffer("float_weight", self.low.dequantized())
         else:
-            high_rows = observer.split_rows(split.fraction)[0] if static else None
-            self.high_act = Int8Activation(replace(spec, token_split=None), observer,
-                                           rows=high_rows)
+            self.high_act = Int8Activation(whole, observer, group=TokenGroup(split, high=True))
 
     def dequantized(self) -> torch.Tensor:
         return self.low.dequantized()
@@ -73,7 +77,11 @@ class TokenSplitInt8Gemm(CpuGemm):
     def gemm(self, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 3:  # no token axis: every row is high, as simulated
             return self._high_gemm(rows)
-        high = high_token_rows(native.row_abs_max(rows).reshape(x.shape[:-1]), self.fraction)
+        if self.fixed_positions is None:
+            importance = native.row_abs_max(rows).reshape(x.shape[:-1])
+            high = high_token_rows(importance, self.fraction)
+        else:
+            high = self.fixed_positions.rows(x)
         # a per-tensor dynamic scale covers the low tokens only
         low_rows = rows.index_fill(0, high, 0.0) if self.per_tensor_dynamic else rows
         out = self.low.gemm(low_rows, x)

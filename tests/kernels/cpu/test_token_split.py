@@ -12,7 +12,12 @@ from torch import nn
 from mixprec.kernels.cpu import Int8Gemm, TokenSplitInt8Gemm, exact_backends
 from mixprec.quant import QuantSpec, TokenSplit
 from mixprec.quant.modules import ActQuant, FakeQuantLinear
-from mixprec.quant.token_split import high_token_mask, high_token_rows, token_importance
+from mixprec.quant.token_split import (
+    TokenGroup,
+    high_token_mask,
+    high_token_rows,
+    token_importance,
+)
 from tests.helpers import observer, sqnr
 
 SQNR_DB = 35.0
@@ -30,9 +35,16 @@ def own_scale(bits: int, mode: str, granularity: str | None = None) -> QuantSpec
     return split(bits, mode, granularity, TokenSplit(fraction=0.1, high_bits=bits))
 
 
+def fixed(bits: int, mode: str, high_bits: int, granularity: str | None = None) -> QuantSpec:
+    """High tokens at fixed calibrated positions."""
+    return split(bits, mode, granularity, TokenSplit(0.1, high_bits, "positions"))
+
+
 SPECS = [split(8, "static"), split(8, "dynamic"), split(8, "dynamic", "per_tensor"),
          split(7, "static"), split(7, "dynamic"), own_scale(8, "static"),
-         own_scale(8, "dynamic", "per_tensor"), own_scale(7, "static")]
+         own_scale(8, "dynamic", "per_tensor"), own_scale(7, "static"),
+         fixed(8, "static", 16), fixed(8, "dynamic", 16), fixed(8, "static", 8),
+         fixed(7, "dynamic", 7, "per_tensor")]
 
 
 def outlier_tokens(batch: int, tokens: int, channels: int = 96) -> torch.Tensor:
@@ -107,6 +119,53 @@ def test_simulated_high_tokens_are_float_and_dynamic_groups_take_their_own_range
     step = low.abs().max() / 127  # the low tokens' range, not the outliers'
     grid = out.masked_fill(mask, 0.0) / step
     assert torch.allclose(grid, grid.round(), atol=1e-3)
+
+
+def test_fixed_positions_are_the_calibration_images_recurring_outliers():
+    calib = outlier_tokens(4, 50)
+    calib[:, 7, :8] += 30.0  # an outlier position every image shares
+    obs = observer(calib)
+    # CLS and the shared position (high in every image), then three of the positions high
+    # in one image each (ranked by their mean abs-max)
+    positions = obs.high_positions(0.1)
+    assert len(positions) == 5 and {0, 7} < set(positions.tolist()) <= {0, 5, 7, 8, 11, 14}
+    assert torch.equal(positions, positions.sort().values)
+    spec = fixed(8, "static", 16)
+    sim = ActQuant(spec, obs)
+    x = outlier_tokens(2, 50)
+    mask = sim.fixed_positions.mask(x).squeeze(-1)
+    assert torch.nonzero(mask).squeeze(-1).tolist() == positions.tolist()
+    out = sim(x)
+    assert torch.equal(out[:, positions], x[:, positions])  # float, at every image
+    with pytest.raises(ValueError, match="calibrated on inputs of 50 tokens; this input has 49"):
+        sim(x[:, 1:])
+    real = TokenSplitInt8Gemm(nn.Linear(96, 40), spec, obs, exact_backends(8)[0])
+    with pytest.raises(ValueError, match="inputs of 50 tokens; this input has 17"):
+        real(outlier_tokens(1, 17))
+
+
+def test_split_groups_get_the_exact_range_of_their_calibration_tokens():
+    calib = outlier_tokens(4, 50)
+    obs = observer(calib)
+    per_image = TokenSplit(0.1, 8)
+    low = calib.masked_fill(high_token_mask(calib, 0.1), 0.0)
+    scale, _ = obs.qparams(8, True, group=TokenGroup(per_image, high=False))
+    assert torch.isclose(scale, low.abs().max() / 127)
+    scale, _ = obs.qparams(8, True, group=TokenGroup(per_image, high=True))
+    assert torch.isclose(scale, calib.abs().max() / 127)
+    positions = obs.high_positions(0.1)
+    at = TokenGroup(TokenSplit(0.1, 8, "positions"), high=False)
+    rest = torch.ones(50, dtype=torch.bool).index_fill_(0, positions, False)
+    assert torch.isclose(obs.qparams(8, True, group=at)[0], calib[:, rest].abs().max() / 127)
+
+
+def test_positions_need_one_token_count_at_calibration():
+    obs = observer(outlier_tokens(2, 50))
+    obs.observe(outlier_tokens(2, 49))
+    with pytest.raises(ValueError, match=r"had \[49, 50\] tokens: no fixed token count"):
+        ActQuant(fixed(8, "dynamic", 16, "per_tensor"), obs)
+    with pytest.raises(RuntimeError, match="need calibration data"):
+        ActQuant(fixed(8, "dynamic", 16, "per_tensor"))
 
 
 def test_splits_neither_form_takes_are_refused():
