@@ -2,9 +2,9 @@
 
 Per image, the tokens a spec's ``token_split`` selects (:mod:`mixprec.quant.token_split`:
 the top ``fraction`` by abs-max, or fixed calibrated positions) are *high* tokens, the rest
-*low*. With no loop over images,
-every row goes through the int8 GEMM of :class:`~.gemm.Int8Gemm` with the low group's
-scale, then the high rows are gathered into one more GEMM whose outputs overwrite theirs:
+*low*. With no loop over images, every row goes through the int8 GEMM of
+:class:`~.gemm.Int8Gemm` with the low group's scale, then the high rows are gathered into one
+more GEMM whose outputs overwrite theirs:
 
 * high tokens in float (``high_bits`` 16): a float32 GEMM against the dequantized int8
   weights;
