@@ -11,7 +11,12 @@ from __future__ import annotations
 import torch
 
 from mixprec.quant.fake import fake_quant, qparams_from_range
-from mixprec.quant.token_split import TokenGroup, high_token_count, high_tokens
+from mixprec.quant.token_split import (
+    TokenGroup,
+    high_token_count,
+    high_token_flags,
+    high_tokens,
+)
 
 SAMPLE_ELEMENTS = 1 << 16
 """Elements of each observer's row sample (rows = this // row length, at least 16)."""
@@ -45,6 +50,7 @@ class Observer:
         """``[images, tokens, 2]``: each kept image's per-token min and max."""
         self.token_counts: set[int] = set()
         self.seen_images = 0
+        self._high_positions: dict[float, torch.Tensor] = {}
         self._gen = torch.Generator().manual_seed(seed)
 
     def observe(self, x: torch.Tensor) -> None:
@@ -68,6 +74,7 @@ class Observer:
         self.seen_rows += rows.shape[0]
 
     def _observe_tokens(self, x: torch.Tensor) -> None:
+        self._high_positions.clear()
         tokens = x.shape[-2]
         self.token_counts.add(tokens)
         if len(self.token_counts) > 1:  # no fixed token count: no per-token ranges
@@ -128,6 +135,12 @@ class Observer:
         Raises:
             ValueError: the inputs had no token axis, or no fixed token count.
         """
+        if fraction not in self._high_positions:
+            self._high_positions[fraction] = self._rank_positions(fraction)
+        return self._high_positions[fraction]
+
+    def _rank_positions(self, fraction: float) -> torch.Tensor:
+        """:meth:`high_positions`, computed from the kept per-token ranges."""
         importance = self._token_importance()
         hits = torch.bincount(high_tokens(importance, fraction).flatten(),
                               minlength=importance.shape[1])
@@ -150,8 +163,8 @@ class Observer:
             seen = sorted(self.token_counts)
             why = (f"the calibration inputs had {seen} tokens: no fixed token count" if seen
                    else "the calibration inputs had no token axis")
-            raise ValueError(f"token positions need calibration inputs with one token "
-                             f"count; {why}")
+            raise ValueError(f"calibrating a token split's groups needs calibration inputs "
+                             f"with one token count; {why}")
         return self.token_ranges.abs().amax(dim=-1)
 
     def _group_mask(self, group: TokenGroup) -> torch.Tensor:
@@ -163,8 +176,7 @@ class Observer:
             high[self.high_positions(split.fraction)] = True
             high = high.expand_as(importance)
         else:
-            high = torch.zeros_like(importance, dtype=torch.bool).scatter_(
-                -1, high_tokens(importance, split.fraction), True)
+            high = high_token_flags(importance, split.fraction)
         return high if group.high else ~high
 
     def _group_range(self, group: TokenGroup) -> tuple[torch.Tensor, torch.Tensor]:

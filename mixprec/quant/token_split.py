@@ -47,11 +47,15 @@ def high_tokens(importance: torch.Tensor, fraction: float) -> torch.Tensor:
     return importance.topk(high_token_count(importance.shape[-1], fraction), dim=-1).indices
 
 
+def high_token_flags(importance: torch.Tensor, fraction: float) -> torch.Tensor:
+    """``[..., N]`` bool: True on each image's high tokens, from their importance."""
+    flags = torch.zeros(importance.shape, dtype=torch.bool, device=importance.device)
+    return flags.scatter_(-1, high_tokens(importance, fraction), True)
+
+
 def high_token_mask(x: torch.Tensor, fraction: float) -> torch.Tensor:
     """``[..., N, 1]`` bool: True on each image's high tokens of ``x [..., N, C]``."""
-    importance = token_importance(x)
-    mask = torch.zeros(importance.shape, dtype=torch.bool, device=x.device)
-    return mask.scatter_(-1, high_tokens(importance, fraction), True).unsqueeze(-1)
+    return high_token_flags(token_importance(x), fraction).unsqueeze(-1)
 
 
 def high_token_rows(importance: torch.Tensor, fraction: float) -> torch.Tensor:

@@ -41,3 +41,15 @@ def test_non_finite_and_empty():
         Observer().observe(torch.tensor([[1.0, float("nan")]]))
     with pytest.raises(RuntimeError, match="no data"):
         Observer().qparams(8, True)
+
+
+def test_high_positions_follow_data_observed_after_they_were_asked_for():
+    obs = Observer()
+    x = torch.randn(8, 20, 4, generator=torch.Generator().manual_seed(0))
+    x[:, 3] *= 50.0
+    obs.observe(x)
+    assert obs.high_positions(0.05).tolist() == [3]
+    later = torch.randn(64, 20, 4, generator=torch.Generator().manual_seed(1))
+    later[:, 11] *= 500.0
+    obs.observe(later)
+    assert obs.high_positions(0.05).tolist() == [11]
