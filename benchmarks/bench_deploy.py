@@ -5,7 +5,8 @@ torch bf16, torch.ao dynamic int8 (what PyTorch users run), ONNX Runtime fp32 an
 one-line ``quantize_dynamic`` int8 (what ONNX users run), OpenVINO fp32 and NNCF's
 ``nncf.quantize`` (transformer preset) compiled by OpenVINO (what OpenVINO users run); and
 mixprec-deployed plans in the three runtimes: uniform W8A8 static, uniform W8A8 dynamic, 4-bit
-weight-only, the Hybrid Quantization plan, and hand-built mixed plans. Uniform plans cover
+weight-only (and W4A8 in ONNX Runtime), the Hybrid Quantization plan, and hand-built mixed
+plans. Uniform plans cover
 every unit (linears, patch embedding, attention matmuls) where the runtime has an exact kernel
 for it here (8-bit static activations become 7-bit ones where only those are exact), and leave
 the others in fp32; plans that a runtime can only run in fp32, or that equal another plan
@@ -108,17 +109,19 @@ def runtime_plans(plans: dict, runtime: str) -> dict:
 
 
 def runtime_mixprec_plans(model, calib, runtime: str) -> dict:
-    """:func:`mixprec_plans` and uniform 4-bit weight-only linears (the runtime's proposed W4
-    candidate, if any) as the runtime deploys them (:func:`runtime_plans`)."""
+    """:func:`mixprec_plans` and uniform 4-bit linears (each of the runtime's proposed W4
+    candidates: weight-only, and W4A8 where it has one) as the runtime deploys them
+    (:func:`runtime_plans`)."""
     from mixprec import kernels
     from mixprec.quant import Plan
 
     plans = mixprec_plans(model, calib)
     units = next(iter(plans.values()))[1]
-    w4 = [c for c in kernels.candidates("cpu", "linear", runtime) if c.weight_bits == 4]
-    if w4:
-        plans[f"W4A16 ({w4[0].label})"] = (
-            Plan.uniform([u for u in units if u.kind == "linear"], w4[0]), [])
+    linears = [u for u in units if u.kind == "linear"]
+    for spec in kernels.candidates("cpu", "linear", runtime):
+        if spec.weight_bits == 4:
+            acts = spec.act_bits if spec.quantizes_acts else 16
+            plans[f"W4A{acts} ({spec.label})"] = (Plan.uniform(linears, spec), [])
     return runtime_plans(plans, runtime)
 
 

@@ -56,6 +56,8 @@ class DeviceModel:
         parallel_units: SMs or cores the tiles are spread over.
         launch_s: fixed cost per kernel launch / op dispatch, seconds (assumption).
         int4_efficiency: fraction of float peak of a weight-only int4 GEMM (assumption).
+        w4a8_efficiency: fraction of int8 peak of a GEMM whose 4-bit weights are unpacked
+            to int8 in its inner loop (assumption).
         fused_softmax: attention's softmax runs inside the attention kernel (flash style).
         citations: figure -> source.
     """
@@ -70,6 +72,7 @@ class DeviceModel:
     parallel_units: int
     launch_s: float
     int4_efficiency: float
+    w4a8_efficiency: float
     fused_softmax: bool
     citations: dict[str, str]
 
@@ -85,12 +88,14 @@ A100 = DeviceModel(
     parallel_units=108,
     launch_s=4e-6,
     int4_efficiency=0.6,
+    w4a8_efficiency=0.7,
     fused_softmax=True,
     citations={
         "peaks (FP32 19.5 TFLOPS, FP16 tensor 312 TFLOPS, INT8 tensor 624 TOPS) and HBM2 "
         "bandwidth 1,555 GB/s": "NVIDIA A100 Tensor Core GPU datasheet (2021), A100 40GB SXM",
         "108 SMs": "NVIDIA A100 Tensor Core GPU Architecture whitepaper (2020)",
-        "base efficiency 0.7, 128x128 tiles, 4 us per launch, int4 at 0.6 of FP16 peak":
+        "base efficiency 0.7, 128x128 tiles, 4 us per launch, int4 at 0.6 of FP16 peak, "
+        "4-bit weights unpacked for int8 math at 0.7 of INT8 peak":
             "modelling assumptions, not spec figures",
     },
 )
@@ -108,6 +113,7 @@ A15 = DeviceModel(
     parallel_units=2,
     launch_s=2e-6,
     int4_efficiency=0.5,
+    w4a8_efficiency=0.7,
     fused_softmax=False,
     citations={
         "2 performance cores at 3.23 GHz": "Apple A15 Bionic (iPhone 13 Pro), AnandTech, "
@@ -118,7 +124,10 @@ A15 = DeviceModel(
         "LPDDR4X-4266 on a 64-bit bus = 34.1 GB/s": "AnandTech, 'The iPhone 13 & 13 Pro "
                                                     "Review' (2021)",
         "base efficiency 0.6, 8x12 micro-kernel tiles, 2 us per op, int4 at 0.5 of float "
-        "peak": "modelling assumptions, not spec figures",
+        "peak, 4-bit weights unpacked to int8 for SDOT at 0.7 of int8 peak":
+            "modelling assumptions, not spec figures",
+        "int4 x int8 GEMMs on SDOT (4-bit weights in groups of 32, int8 activations per "
+        "row)": "Arm KleidiAI matmul micro-kernels (qai8dxp x qsi4c32p, 2024)",
     },
 )
 
@@ -136,6 +145,7 @@ XEON = DeviceModel(
     parallel_units=2,
     launch_s=5e-6,
     int4_efficiency=0.3,
+    w4a8_efficiency=0.7,
     fused_softmax=False,
     citations={
         "56 cores, 3.0 GHz all-core turbo, AVX-512 with two FMA units per core":
@@ -148,7 +158,8 @@ XEON = DeviceModel(
             "modelling choice: the class has no fp16 GEMMs in this project's kernels",
         "2 of the cores (the thread count of the measured tables), about 20 GB/s of DRAM "
         "bandwidth per core, base efficiency 0.5, 16x64 tiles, 5 us per op, int4 at 0.3 of "
-        "bf16 peak": "modelling assumptions, not spec figures",
+        "bf16 peak, 4-bit weights unpacked for int8 math at 0.7 of int8 peak":
+            "modelling assumptions, not spec figures",
     },
 )
 
@@ -257,10 +268,10 @@ def _gemm_unit_s(m: int, k: int, n: int, spec: QuantSpec, dev: DeviceModel,
     fbytes = _BYTES[dev.float_dtype]
     eff = _efficiency(m, n, dev)
     ops = 2.0 * m * k * n
-    if spec.quantizes_acts:  # W8A8: int8 tensor / dot-product units
-        bytes_moved = m * k + k * n + m * n * fbytes
-        return _op_s(ops, dev.peak_ops["int8"], eff, bytes_moved, dev) + \
-            _act_quant_s(m * k, spec, dev)
+    if spec.quantizes_acts:  # W8A8 / W4A8: int8 tensor / dot-product units
+        bytes_moved = m * k + k * n * spec.weight_bits / 8 + m * n * fbytes
+        peak = dev.peak_ops["int8"] * (dev.w4a8_efficiency if spec.weight_bits < 8 else 1.0)
+        return _op_s(ops, peak, eff, bytes_moved, dev) + _act_quant_s(m * k, spec, dev)
     peak, dtype = _peak(spec, dev), spec.float_dtype
     if spec.quantizes_weights:  # weight-only: narrow weights, float math
         wbytes = spec.weight_bits / 8

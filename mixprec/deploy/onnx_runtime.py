@@ -82,7 +82,7 @@ def build(model: nn.Module, units: list[Unit], plan: Plan, stats: CalibrationSta
 
     def gemm(unit: Unit, module: nn.Module, spec: QuantSpec,
              observer: Observer | None) -> nn.Module:
-        if kernels[unit.name] == "w4a16":
+        if kernels[unit.name] in ("w4a16", "w4a8"):
             return OrtNBitsLinear(module, spec)
         if unit.kind == "conv_gemm":
             return OrtInt8Conv(module, spec, observer, split)

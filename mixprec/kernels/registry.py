@@ -62,6 +62,15 @@ W4A16_G32 = QuantSpec(weight_bits=4, act_bits=16, act_mode="none",
                       weight_granularity="per_group", group_size=32)
 W4A16_G32_BF16 = QuantSpec(weight_bits=4, act_bits=16, act_mode="none",
                            weight_granularity="per_group", group_size=32, float_dtype="bfloat16")
+W4A8_G32_BLOCKS = QuantSpec(weight_bits=4, act_bits=8, act_mode="dynamic",
+                            weight_granularity="per_group", group_size=32,
+                            act_granularity="per_group")
+"""4-bit weights in groups of 32 with int8 compute, activations quantized per token and
+group (ONNX Runtime's ``MatMulNBits`` with ``accuracy_level`` 4)."""
+W4A8_G32_TOKENS = QuantSpec(weight_bits=4, act_bits=8, act_mode="dynamic",
+                            weight_granularity="per_group", group_size=32)
+"""4-bit weights in groups of 32, int8 activations per token (the int4 x int8 dot-product
+GEMMs of ARM cores: weights unpacked to int8 in registers)."""
 W4A16_G128_FP16 = QuantSpec(weight_bits=4, act_bits=16, act_mode="none",
                             weight_granularity="per_group", group_size=128, float_dtype="float16")
 
@@ -153,6 +162,16 @@ def _weight_only(bits: int, granularities: tuple[str, ...], dtypes: tuple[str, .
     return accepts
 
 
+def _w4a8(act_granularity: str) -> Callable[[QuantSpec], bool]:
+    """4-bit symmetric group weights (groups of :data:`INT4_GROUP_SIZES`) with 8-bit
+    symmetric dynamic activations of ``act_granularity``."""
+    def accepts(s: QuantSpec) -> bool:
+        return (s.weight_bits == 4 and s.weight_symmetric and s.group_size in INT4_GROUP_SIZES
+                and s.act_bits == 8 and s.act_mode == "dynamic" and s.act_symmetric
+                and s.act_granularity == act_granularity and s.token_split is None)
+    return accepts
+
+
 def _int8_attention(*act_bits: int) -> Callable[[QuantSpec], bool]:
     def accepts(s: QuantSpec) -> bool:
         return (s.act_bits in act_bits and s.act_mode in ("static", "dynamic")
@@ -196,6 +215,9 @@ def _ort_kernels(int8: bool, propose_a7: bool) -> list[Kernel]:
         Kernel("w4a16", ("linear",), _weight_only(4, _ANY_INT4, ("float32",), True),
                "W4A16 (MatMulNBits, float32 activations)", (W4A16_G32,)),
     ]
+    kernels.append(Kernel("w4a8", ("linear",), _w4a8("per_group"),
+                          "W4A8 (MatMulNBits, int8 compute: activations per token and block)",
+                          (W4A8_G32_BLOCKS,)))
     if int8:
         kernels += [
             Kernel("w8a8", WEIGHT_KINDS, lambda s: _int8_gemm(8)(s) or _affine_dynamic_gemm(s),
@@ -248,7 +270,10 @@ _CLASS_KERNELS: dict[tuple[str, str], list[Kernel]] = {
                         *_torch_weight_only(native_bf16=True)],
     ("xeon", "onnxruntime"): _ort_kernels(int8=True, propose_a7=False),
     ("xeon", "openvino"): _ov_kernels(int8=True, int7=True),
-    ("a15", "torch"): [_float32(), *_cpu_int8("int8 dot product")],
+    ("a15", "torch"): [_float32(), *_cpu_int8("int8 dot product"),
+                       Kernel("w4a8", ("linear",), _w4a8("per_token"),
+                              "W4A8 (int4 weights unpacked to int8 for the dot-product "
+                              "GEMM, activations per token)", (W4A8_G32_TOKENS,))],
     ("a15", "onnxruntime"): _ort_kernels(int8=True, propose_a7=False),
     ("a100", "torch"): [
         Kernel("float16", _ALL_KINDS, _float("float16", "bfloat16", "float32"), "fp16/bf16",

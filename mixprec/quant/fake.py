@@ -73,6 +73,17 @@ def fake_quant_dynamic(x: torch.Tensor, bits: int, symmetric: bool, dim: int | t
     return fake_quant(x.float(), scale, zero_point, bits, symmetric).to(x.dtype)
 
 
+def fake_quant_dynamic_groups(x: torch.Tensor, bits: int, symmetric: bool, group: int
+                              ) -> torch.Tensor:
+    """Fake-quantize with one scale per ``group`` consecutive elements of the last dim (the
+    last group may be shorter), computed from ``x`` itself."""
+    k = x.shape[-1]
+    pad = (-k) % group
+    grouped = torch.nn.functional.pad(x, (0, pad)).reshape(*x.shape[:-1], -1, group)
+    out = fake_quant_dynamic(grouped, bits, symmetric, -1)
+    return out.reshape(*x.shape[:-1], k + pad)[..., :k]
+
+
 def round_to_dtype(x: torch.Tensor, float_dtype: str) -> torch.Tensor:
     """Round ``x`` through ``float_dtype`` (identity for float32)."""
     dtype = _TORCH_DTYPES[float_dtype]

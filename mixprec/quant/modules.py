@@ -9,6 +9,7 @@ from torch import nn
 from mixprec.quant.fake import (
     fake_quant,
     fake_quant_dynamic,
+    fake_quant_dynamic_groups,
     quantize_weight,
     round_to_dtype,
 )
@@ -39,6 +40,9 @@ class ActQuant(nn.Module):
         self.spec = spec
         self.dim = dim
         self.per_token = spec.act_granularity == "per_token"
+        if spec.act_granularity == "per_group" and dim != -1:
+            raise ValueError(f"{spec.label}: per-group activation scales group the last dim "
+                             f"(a linear's input), not dim {dim}")
         if spec.needs_calibration and (observer is None or observer.empty):
             raise RuntimeError(f"{spec.label}: static scales and calibrated token positions "
                                "need calibration data")
@@ -74,6 +78,9 @@ class ActQuant(nn.Module):
     def _quantize(self, x: torch.Tensor, bits: int, prefix: str) -> torch.Tensor:
         sym = self.spec.act_symmetric
         if self.spec.act_mode == "dynamic":
+            if self.spec.act_granularity == "per_group":
+                assert self.spec.group_size is not None
+                return fake_quant_dynamic_groups(x, bits, sym, self.spec.group_size)
             dim = self.dim if self.per_token else tuple(range(x.dim()))
             return fake_quant_dynamic(x, bits, sym, dim)
         scale = getattr(self, f"{prefix}scale")
@@ -131,6 +138,9 @@ class FakeQuantConv2d(nn.Module):
         super().__init__()
         if conv.padding_mode != "zeros":
             raise ValueError(f"Conv2d padding_mode={conv.padding_mode!r} is not supported")
+        if spec.act_granularity == "per_group":
+            raise ValueError(f"{spec.label}: per-group activation scales are for linears; a "
+                             "convolution's input has no groups of the weights' inputs")
         self.spec = spec
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
         self.register_buffer("weight", quantize_weight(conv.weight, spec))

@@ -14,7 +14,10 @@ ACT_BITS = (4, 6, 7, 8, 16)
 int8 GEMMs without VNNI (|q| <= 63: 2 * 127 * 127 < 32767)."""
 ACT_MODES = ("static", "dynamic", "none")
 WEIGHT_GRANULARITIES = ("per_channel", "per_group", "per_tensor")
-ACT_GRANULARITIES = ("per_tensor", "per_token")
+ACT_GRANULARITIES = ("per_tensor", "per_token", "per_group")
+"""``per_group``: dynamic scales per token and per group of ``group_size`` input elements,
+the weights' groups (4-bit weights with int8 compute in blocks, as ONNX Runtime's
+``MatMulNBits`` runs them)."""
 OBSERVERS = ("minmax", "percentile", "mse")
 FLOAT_DTYPES = ("float32", "bfloat16", "float16")
 
@@ -75,8 +78,9 @@ class QuantSpec:
         weight_granularity: ``per_channel`` (one scale per output channel), ``per_group``
             (``group_size`` input elements per scale) or ``per_tensor``.
         group_size: elements per weight group when ``per_group``.
-        act_granularity: ``per_tensor`` or ``per_token``; default per-tensor when static,
-            per-token when dynamic.
+        act_granularity: ``per_tensor``, ``per_token`` or ``per_group`` (dynamic, with
+            per-group weights: one scale per token and weight group); default per-tensor
+            when static, per-token when dynamic.
         weight_symmetric: symmetric (zero point 0) or affine weights.
         act_symmetric: symmetric or affine activations.
         observer: static-scale observer: ``minmax``, ``percentile`` or ``mse``.
@@ -90,7 +94,7 @@ class QuantSpec:
     act_mode: Literal["static", "dynamic", "none"] = "static"
     weight_granularity: Literal["per_channel", "per_group", "per_tensor"] = "per_channel"
     group_size: int | None = None
-    act_granularity: Literal["per_tensor", "per_token"] | None = None
+    act_granularity: Literal["per_tensor", "per_token", "per_group"] | None = None
     weight_symmetric: bool = True
     act_symmetric: bool = True
     observer: Literal["minmax", "percentile", "mse"] = "minmax"
@@ -123,6 +127,10 @@ class QuantSpec:
         if self.act_mode == "static" and self.act_granularity == "per_token":
             raise ValueError("act_granularity='per_token' needs act_mode='dynamic' "
                              "(static scales are fixed per tensor at calibration)")
+        if self.act_granularity == "per_group" and (
+                self.act_mode != "dynamic" or self.weight_granularity != "per_group"):
+            raise ValueError("act_granularity='per_group' needs act_mode='dynamic' and "
+                             "weight_granularity='per_group' (its groups are the weights')")
         if (self.act_mode == "none") != (self.act_bits == FLOAT_BITS):
             raise ValueError(f"act_mode={self.act_mode!r} with act_bits={self.act_bits}: "
                              "act_mode 'none' goes with act_bits=16 and only with it")
@@ -170,8 +178,8 @@ class QuantSpec:
             return f"float-{self.float_dtype}"
         w = f"W{self.weight_bits}" if self.quantizes_weights else "W16"
         a = f"A{self.act_bits}-{self.act_mode}" if self.quantizes_acts else "A16"
-        if self.act_mode == "dynamic" and self.act_granularity == "per_tensor":
-            a += "-tensor"
+        if self.act_mode == "dynamic" and self.act_granularity != "per_token":
+            a += "-tensor" if self.act_granularity == "per_tensor" else "-group"
         if self.quantizes_acts and not self.act_symmetric:
             a += "-affine"
         if self.weight_granularity == "per_group":

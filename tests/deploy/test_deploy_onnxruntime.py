@@ -20,6 +20,8 @@ TOP1_GAP = 0.003
 W8A8_STATIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="static")
 W8A8_DYNAMIC = QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic")
 FP32 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none")
+W4A8 = QuantSpec(weight_bits=4, act_bits=8, act_mode="dynamic", weight_granularity="per_group",
+                 group_size=32, act_granularity="per_group")
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +38,13 @@ def mixed_plan(units) -> Plan:
         {u.name: rng.choice(options[u.kind]) for u in units})
 
 
-@pytest.mark.parametrize("name", ["static", "dynamic", "mixed"])
+@pytest.mark.parametrize("name", ["static", "dynamic", "w4a8", "mixed"])
 def test_onnxruntime_agrees_with_simulation(name, mnist_model, mnist_units, mnist_calib,
                                             mnist_test, stats):
     plans = {"static": Plan.uniform(mnist_units, W8A8_STATIC),
              "dynamic": Plan.uniform(mnist_units, W8A8_DYNAMIC),
+             "w4a8": Plan.uniform(mnist_units, FP32).replace(
+                 {u.name: W4A8 for u in mnist_units if u.kind == "linear"}),
              "mixed": mixed_plan(mnist_units)}
     plan = plans[name]
     real, found = deployed_against_simulated(mnist_model, plan, mnist_calib, mnist_test,

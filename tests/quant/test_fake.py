@@ -3,6 +3,7 @@ import torch
 from mixprec.quant import QuantSpec
 from mixprec.quant.fake import (
     fake_quant_dynamic,
+    fake_quant_dynamic_groups,
     qparams_from_range,
     qrange,
     quantize,
@@ -58,3 +59,16 @@ def test_dynamic_per_token_and_affine():
     assert torch.allclose(out[0], x[0], atol=1 / 254)
     scale, zp = qparams_from_range(torch.tensor(0.5), torch.tensor(2.0), 8, False)
     assert zp.item() == 0 and torch.isclose(scale, torch.tensor(2.0 / 255))
+
+
+def test_dynamic_groups_scale_each_token_block_on_its_own_and_keep_the_short_last_block():
+    x = torch.tensor([[1.0, -2.0, 300.0, 0.5, 0.03], [4.0, 4.0, 0.25, -0.5, 0.0]])
+    out = fake_quant_dynamic_groups(x, 8, True, group=2)
+    for row in range(2):
+        for start in range(0, 5, 2):
+            block = x[row, start:start + 2]
+            torch.testing.assert_close(out[row, start:start + 2],
+                                       fake_quant_dynamic(block, 8, True, dim=-1))
+    assert out[0, 4] == x[0, 4]  # a block of one element is its own absmax
+    torch.testing.assert_close(fake_quant_dynamic_groups(x, 8, True, group=8),
+                               fake_quant_dynamic(x, 8, True, dim=-1))

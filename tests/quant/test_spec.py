@@ -50,6 +50,17 @@ def test_token_split_validation():
         QuantSpec(act_bits=16, act_mode="none", token_split=TokenSplit(0.25, 8))
 
 
+def test_per_group_activations_take_the_weights_groups_and_dynamic_scales():
+    spec = QuantSpec(4, 8, "dynamic", weight_granularity="per_group", group_size=32,
+                     act_granularity="per_group")
+    assert spec.label == "W4g32A8-dynamic-group"
+    assert QuantSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="act_granularity='per_group' needs act_mode='dynamic'"):
+        QuantSpec(4, 8, "static", weight_granularity="per_group", act_granularity="per_group")
+    with pytest.raises(ValueError, match="weight_granularity='per_group'"):
+        QuantSpec(8, 8, "dynamic", act_granularity="per_group")
+
+
 def test_json_round_trip_and_hashable():
     spec = QuantSpec(4, 4, "dynamic", weight_granularity="per_group", group_size=32,
                      token_split=TokenSplit(0.25, 8), observer="mse")

@@ -169,9 +169,11 @@ class OrtInt8Conv(nn.Module):
 
 
 class OrtNBitsLinear(nn.Module):
-    """W4A16 linear with float32 activations (``MatMulNBits``): groups of the spec's size, or
-    blocks of 32 with repeated scales for per-channel / per-tensor weights; K padded to whole
-    blocks with weights that dequantize to 0."""
+    """4-bit weights in ``MatMulNBits``: groups of the spec's size, or blocks of 32 with
+    repeated scales for per-channel / per-tensor weights; K padded to whole blocks with
+    weights that dequantize to 0. W4A16 keeps the activations in float32; W4A8 with
+    per-group dynamic activations (:func:`is_nbits_int8`) runs int8 compute, which quantizes
+    each token's block of inputs with a symmetric scale of its own."""
 
     def __init__(self, linear: nn.Linear, spec: QuantSpec) -> None:
         super().__init__()
@@ -193,6 +195,7 @@ class OrtNBitsLinear(nn.Module):
         self.register_buffer("bias", None if linear.bias is None else
                              linear.bias.detach().float().clone())
         self.shape = (k, n, block)
+        self.int8_compute = is_nbits_int8(spec)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -201,7 +204,14 @@ class OrtNBitsLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return NBitsMatMul.apply(x, self.packed, self.scales, self.zero_points, self.bias,
-                                 *self.shape)
+                                 *self.shape, self.int8_compute)
+
+
+def is_nbits_int8(spec: QuantSpec) -> bool:
+    """Whether ``spec`` is what ``MatMulNBits``'s int8 compute runs: 4-bit group weights and
+    8-bit symmetric dynamic activations with one scale per token and weight group."""
+    return (spec.weight_bits == 4 and spec.act_bits == 8 and spec.act_mode == "dynamic"
+            and spec.act_symmetric and spec.act_granularity == "per_group")
 
 
 class OrtAttention(nn.Module):

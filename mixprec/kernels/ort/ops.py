@@ -13,7 +13,8 @@ The integers are those of the simulation (checked in tests against ONNX Runtime 
   ``MatMulInteger`` and ``ConvInteger`` (padding takes the zero point, as zeros quantize);
   ``split=True`` computes an 8-bit GEMM as two 7-bit ones that cannot saturate a 16-bit sum
   (``u8 = 2 * (u8 >> 1) + (u8 & 1)``), for CPUs without VNNI;
-* 4-bit weights run in ``MatMulNBits`` (com.microsoft) with float32 activations.
+* 4-bit weights run in ``MatMulNBits`` (com.microsoft) with float32 activations, or with
+  int8 compute (activations quantized per token and weight block).
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ import torch
 from torch.onnx import symbolic_helper
 
 from mixprec.kernels.cpu.int8 import grid_bits
-from mixprec.quant.fake import dynamic_qparams, quantize
+from mixprec.quant.fake import dynamic_qparams, fake_quant_dynamic_groups, quantize
 
 MS_DOMAIN = "com.microsoft"
 OPSET = 20
 """The newest opset PyTorch's TorchScript exporter supports (BitwiseAnd needs 18)."""
 TINY = torch.finfo(torch.float32).tiny
 INT8_QMAX = 127
+NBITS_INT8_ACCURACY_LEVEL = 4
+"""``MatMulNBits``'s int8 compute: the activations quantized to int8 per block."""
 
 
 def _const(g, value: torch.Tensor):
@@ -211,28 +214,34 @@ class Int8Conv(torch.autograd.Function):
 
 
 class NBitsMatMul(torch.autograd.Function):
-    """``x @ dequant(packed)ᵀ + bias`` with 4-bit block-quantized weights (``MatMulNBits``,
-    float32 compute: ``accuracy_level`` 0 keeps the activations in float).
+    """``x @ dequant(packed)ᵀ + bias`` with 4-bit block-quantized weights (``MatMulNBits``).
 
     ``packed`` is ``[N, blocks, block / 2]`` (two values per byte, the first in the low
     nibble), ``scales`` ``[N * blocks]``, ``zero_points`` ``[N * ceil(blocks / 2)]`` packed
-    the same way; a weight is ``(u4 - zero_point) * scale``.
+    the same way; a weight is ``(u4 - zero_point) * scale``. ``int8``: int8 compute
+    (``accuracy_level`` 4: each token's block of ``x`` on a symmetric 8-bit grid with a scale
+    of its own, :func:`~mixprec.quant.fake.fake_quant_dynamic_groups`); otherwise float32
+    compute (``accuracy_level`` 0).
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor,
                 zero_points: torch.Tensor, bias: torch.Tensor | None, k: int, n: int,
-                block: int) -> torch.Tensor:
+                block: int, int8: bool) -> torch.Tensor:
+        if int8:
+            x = fake_quant_dynamic_groups(x, 8, True, block)
         out = x @ dequantize_nibbles(packed, scales, zero_points, k, n, block).t()
         return out if bias is None else out + bias
 
     @staticmethod
-    def symbolic(g, x, packed, scales, zero_points, bias, k: int, n: int, block: int):
+    def symbolic(g, x, packed, scales, zero_points, bias, k: int, n: int, block: int,
+                 int8: bool):
         none = symbolic_helper._optional_input_placeholder_tensor(g)
         bias = bias if not symbolic_helper._is_none(bias) else none
+        level = NBITS_INT8_ACCURACY_LEVEL if int8 else 0
         return _float_output(g.op(f"{MS_DOMAIN}::MatMulNBits", x, packed, scales, zero_points,
                                   none, bias, K_i=k, N_i=n, bits_i=4, block_size_i=block,
-                                  accuracy_level_i=0), x, n)
+                                  accuracy_level_i=level), x, n)
 
 
 def pack_nibbles(values: torch.Tensor) -> torch.Tensor:
