@@ -17,6 +17,7 @@ from mixprec.deploy.triton_modules import (
     TritonAttention,
     TritonInt8Linear,
     TritonTokenSplitLinear,
+    TritonW4A8Linear,
     TritonW4A16Linear,
 )
 from mixprec.kernels.cpu import (
@@ -60,6 +61,7 @@ TRITON_BUILDERS: dict[str, GemmBuilder] = {
     "float16": lambda mod, spec, obs, backend: FloatCast(mod, spec),
     "w8a8": lambda mod, spec, obs, backend: TritonInt8Linear(mod, spec, obs),
     "w4a16": lambda mod, spec, obs, backend: TritonW4A16Linear(mod, spec),
+    "w4a8": lambda mod, spec, obs, backend: TritonW4A8Linear(mod, spec),
     "w8a4_token_split": lambda mod, spec, obs, backend: TritonTokenSplitLinear(mod, spec),
 }
 """``a100`` kernel name -> module (Triton kernels of this project)."""

@@ -91,15 +91,15 @@ class TritonTokenSplitLinear(_TritonInt8Weights):
                                            self.bits_hi, self.bits_lo)
 
 
-class TritonW4A16Linear(nn.Module):
-    """W4A16 linear: symmetric group-wise int4 weights (``w4a16_gemm``), activations in the
-    spec's float dtype; K is padded to a whole number of groups (padded inputs are zeros)."""
+class _TritonInt4Weights(nn.Module):
+    """Symmetric group-wise int4 weights packed two per byte, their scales (in the spec's
+    float dtype) and float bias; K padded to a whole number of groups (padded inputs are
+    zeros)."""
 
     def __init__(self, linear: nn.Linear, spec: QuantSpec) -> None:
         super().__init__()
-        from mixprec.kernels.triton import reference, w4a16_gemm
+        from mixprec.kernels.triton import reference
 
-        self._gemm = w4a16_gemm
         self.dtype = TORCH_DTYPES[spec.float_dtype]
         iw = integer_weight(linear.weight, spec)
         self.group = iw.group_size
@@ -110,11 +110,45 @@ class TritonW4A16Linear(nn.Module):
         bias = linear.bias
         self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xs = F.pad(x.to(self.dtype), (0, self.pad)) if self.pad else x.to(self.dtype)
-        out = self._gemm.w4a16_gemm(xs, self.packed, self.scales, self.group)
+    def padded(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the compute dtype, K padded to whole groups."""
+        xs = x.to(self.dtype)
+        return F.pad(xs, (0, self.pad)) if self.pad else xs
+
+    def with_bias(self, out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """The GEMM's output plus the float bias, in ``like``'s dtype."""
         out = out.float() if self.bias is None else out.float() + self.bias
-        return out.to(x.dtype)
+        return out.to(like.dtype)
+
+
+class TritonW4A16Linear(_TritonInt4Weights):
+    """W4A16 linear: int4 group weights (``w4a16_gemm``), activations in the spec's float
+    dtype."""
+
+    def __init__(self, linear: nn.Linear, spec: QuantSpec) -> None:
+        super().__init__(linear, spec)
+        from mixprec.kernels.triton import w4a16_gemm
+
+        self._gemm = w4a16_gemm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._gemm.w4a16_gemm(self.padded(x), self.packed, self.scales, self.group)
+        return self.with_bias(out, x)
+
+
+class TritonW4A8Linear(_TritonInt4Weights):
+    """W4A8 linear: int4 group weights unpacked to int8 in registers, activations quantized
+    to int8 per token (``w4a8_linear``; zero-padded inputs change no token's abs-max)."""
+
+    def __init__(self, linear: nn.Linear, spec: QuantSpec) -> None:
+        super().__init__(linear, spec)
+        from mixprec.kernels.triton import w4a8_gemm
+
+        self._gemm = w4a8_gemm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._gemm.w4a8_linear(self.padded(x), self.packed, self.scales, self.group)
+        return self.with_bias(out, x)
 
 
 class TritonAttention(nn.Module):

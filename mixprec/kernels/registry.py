@@ -162,11 +162,12 @@ def _weight_only(bits: int, granularities: tuple[str, ...], dtypes: tuple[str, .
     return accepts
 
 
-def _w4a8(act_granularity: str) -> Callable[[QuantSpec], bool]:
-    """4-bit symmetric group weights (groups of :data:`INT4_GROUP_SIZES`) with 8-bit
-    symmetric dynamic activations of ``act_granularity``."""
+def _w4a8(act_granularity: str, groups: tuple[int, ...] = INT4_GROUP_SIZES
+          ) -> Callable[[QuantSpec], bool]:
+    """4-bit symmetric weights in ``groups`` with 8-bit symmetric dynamic activations of
+    ``act_granularity``."""
     def accepts(s: QuantSpec) -> bool:
-        return (s.weight_bits == 4 and s.weight_symmetric and s.group_size in INT4_GROUP_SIZES
+        return (s.weight_bits == 4 and s.weight_symmetric and s.group_size in groups
                 and s.act_bits == 8 and s.act_mode == "dynamic" and s.act_symmetric
                 and s.act_granularity == act_granularity and s.token_split is None)
     return accepts
@@ -283,6 +284,9 @@ _CLASS_KERNELS: dict[tuple[str, str], list[Kernel]] = {
         Kernel("w4a16", ("linear",),
                _weight_only(4, ("per_group",), ("float16", "bfloat16"), False, (32, 64, 128)),
                "W4A16 (Triton, symmetric groups of 32/64/128)", (W4A16_G128_FP16,)),
+        Kernel("w4a8", ("linear",), _w4a8("per_token", (32, 64, 128)),
+               "W4A8 (Triton: int4 weights unpacked to int8 for the int8 tensor-core dot, "
+               "per-token int8 activations)", (W4A8_G32_TOKENS,)),
         Kernel("w8a4_token_split", ("linear",), _two_grid_split(4, 8),
                "W8A4 dynamic with each image's outlier tokens at 8 bits (Triton patch-wise "
                "GEMM)"),

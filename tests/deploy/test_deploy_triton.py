@@ -19,7 +19,8 @@ SCRIPT = r"""
 import torch
 from mixprec import data, deploy, quant
 from mixprec.deploy.triton_modules import (
-    TritonAttention, TritonInt8Linear, TritonTokenSplitLinear, TritonW4A16Linear)
+    TritonAttention, TritonInt8Linear, TritonTokenSplitLinear, TritonW4A8Linear,
+    TritonW4A16Linear)
 from mixprec.quant import Plan, QuantSpec, TokenSplit
 
 model = data.mnist_vit("mnist-vit-small")
@@ -29,6 +30,8 @@ units = quant.discover_units(model, x[:1])
 f16 = QuantSpec(weight_bits=16, act_bits=16, act_mode="none", float_dtype="float16")
 w4 = QuantSpec(weight_bits=4, act_bits=16, act_mode="none", weight_granularity="per_group",
                group_size=32, float_dtype="float16")
+w4a8 = QuantSpec(weight_bits=4, act_bits=8, act_mode="dynamic", weight_granularity="per_group",
+                 group_size=32)
 specs = []
 for u in units:
     if u.kind == "attn_qk":
@@ -36,7 +39,7 @@ for u in units:
     elif u.kind in ("attn_pv", "conv_gemm"):
         spec = f16
     elif u.name.endswith("fc2"):
-        spec = w4
+        spec = w4 if "blocks.0." in u.name else w4a8
     elif u.name.endswith("fc1"):  # 4-bit tokens, each image's outliers on 8 bits
         spec = QuantSpec(weight_bits=8, act_bits=4, act_mode="dynamic",
                          token_split=TokenSplit(0.1, 8))
@@ -50,6 +53,7 @@ sim = quant.simulate(model, plan, calib, units=units)
 mods = dict(real.named_modules())
 assert isinstance(mods["blocks.1.attn.qkv"], TritonInt8Linear)
 assert isinstance(mods["blocks.0.mlp.fc2"], TritonW4A16Linear)
+assert isinstance(mods["blocks.1.mlp.fc2"], TritonW4A8Linear)
 assert isinstance(mods["blocks.0.mlp.fc1"], TritonTokenSplitLinear)
 assert isinstance(mods["blocks.0.attn.mixprec_attn_quant"], TritonAttention)
 with torch.inference_mode():

@@ -7,6 +7,7 @@ Modules (import them where used; importing this package does not import Triton):
   ``int8_linear_dynamic(x, w, w_scale, bias)``,
   ``int8_linear_static(x, w, w_scale, bias, in_scale, out_scale=None)``;
 * ``w4a16_gemm``: ``w4a16_gemm(x, w_packed, scales, group_size, bias=None)``;
+* ``w4a8_gemm``: ``w4a8_linear(x, w_packed, scales, group_size, bias=None)``;
 * ``attention``: ``attention(q, k, v, attn_mask=None, sm_scale=None)``;
 * ``patchwise_gemm``: ``patchwise_linear(x, w, w_scale, bias, perm, split, bits_hi, bits_lo)``;
 * ``reference``: the pure-PyTorch references and the weight packing helpers.

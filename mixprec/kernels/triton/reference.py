@@ -178,6 +178,23 @@ def w4a16_gemm_ref(
     return y.to(x.dtype)
 
 
+def w4a8_gemm_ref(
+    x: torch.Tensor,
+    w_packed: torch.Tensor,
+    scales: torch.Tensor,
+    group_size: int,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Reference of :func:`.w4a8_gemm.w4a8_linear`: ``x`` quantized per token to int8,
+    times the dequantized int4 weights, in fp32."""
+    x2 = x.reshape(-1, x.shape[-1])
+    xq, xs = quantize_per_token_ref(x2)
+    y = (xq.float() * xs[:, None]) @ dequant_int4_ref(w_packed, scales, group_size).T
+    if bias is not None:
+        y = y + bias.float()
+    return y.to(x.dtype).reshape(*x.shape[:-1], w_packed.shape[0])
+
+
 def quantize_blocks_ref(x: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
     """int8 per-block quantization along tokens of ``[B, H, N, D]``.
 

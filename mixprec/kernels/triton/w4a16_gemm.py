@@ -89,6 +89,31 @@ W4A16_CONFIGS = gemm_configs(
 _w4a16_tuned = triton.autotune(configs=W4A16_CONFIGS, key=["M", "N", "K", "GROUP"])(_w4a16_kernel)
 
 
+def check_int4_operands(x: torch.Tensor, w_packed: torch.Tensor, scales: torch.Tensor,
+                        group_size: int, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """Refuse operands of a packed-int4 GEMM that do not fit together (see the module
+    docstring); return the bias as an ``[N]`` vector (or None)."""
+    check_tensor("x", x, dtypes=FLOAT_DTYPES)
+    check_tensor("w_packed", w_packed, dtypes=(torch.uint8,), ndim=2)
+    check_tensor("scales", scales, dtypes=FLOAT_DTYPES, ndim=2)
+    if group_size not in GROUP_SIZES:
+        raise ValueError(f"group_size must be one of {GROUP_SIZES}, got {group_size}")
+    k, n = x.shape[-1], w_packed.shape[0]
+    if k % group_size:
+        raise ValueError(f"K={k} (last dim of x) must be a multiple of group_size={group_size}")
+    if w_packed.shape[1] * 2 != k:
+        raise ValueError(f"w_packed must be [N, K // 2] = [{n}, {k // 2}] for x of K={k}, "
+                         f"got {tuple(w_packed.shape)}")
+    if tuple(scales.shape) != (n, k // group_size):
+        raise ValueError(f"scales must be [N, K // group_size] = [{n}, {k // group_size}], "
+                         f"got {tuple(scales.shape)}")
+    if bias is not None:
+        check_tensor("bias", bias, dtypes=FLOAT_DTYPES)
+        bias = check_vector("bias", bias, (n,))
+    check_same_device(x=x, w_packed=w_packed, scales=scales, bias=bias)
+    return bias
+
+
 def w4a16_gemm(
     x: torch.Tensor,
     w_packed: torch.Tensor,
@@ -108,29 +133,8 @@ def w4a16_gemm(
     Returns:
         ``[..., N]`` in ``x.dtype``.
     """
-    check_tensor("x", x, dtypes=FLOAT_DTYPES)
-    check_tensor("w_packed", w_packed, dtypes=(torch.uint8,), ndim=2)
-    check_tensor("scales", scales, dtypes=FLOAT_DTYPES, ndim=2)
-    if group_size not in GROUP_SIZES:
-        raise ValueError(f"group_size must be one of {GROUP_SIZES}, got {group_size}")
-    k = x.shape[-1]
-    n = w_packed.shape[0]
-    if k % group_size:
-        raise ValueError(f"K={k} (last dim of x) must be a multiple of group_size={group_size}")
-    if w_packed.shape[1] * 2 != k:
-        raise ValueError(
-            f"w_packed must be [N, K // 2] = [{n}, {k // 2}] for x of K={k}, "
-            f"got {tuple(w_packed.shape)}"
-        )
-    if tuple(scales.shape) != (n, k // group_size):
-        raise ValueError(
-            f"scales must be [N, K // group_size] = [{n}, {k // group_size}], "
-            f"got {tuple(scales.shape)}"
-        )
-    if bias is not None:
-        check_tensor("bias", bias, dtypes=FLOAT_DTYPES)
-        bias = check_vector("bias", bias, (n,))
-    check_same_device(x=x, w_packed=w_packed, scales=scales, bias=bias)
+    bias = check_int4_operands(x, w_packed, scales, group_size, bias)
+    k, n = x.shape[-1], w_packed.shape[0]
     x2 = x.reshape(-1, k)
     m = x2.shape[0]
     out = torch.empty((m, n), dtype=x.dtype, device=x.device)

@@ -20,7 +20,8 @@ triton = pytest.importorskip("triton")
 
 _KERNEL_MODULES = [
     f"mixprec.kernels.triton.{name}"
-    for name in ("_launch", "quantize", "int8_gemm", "w4a16_gemm", "attention", "patchwise_gemm")
+    for name in ("_launch", "quantize", "int8_gemm", "w4a16_gemm", "w4a8_gemm", "attention",
+                 "patchwise_gemm")
 ]
 
 
