@@ -114,6 +114,31 @@ def check_int4_operands(x: torch.Tensor, w_packed: torch.Tensor, scales: torch.T
     return bias
 
 
+def launch_int4_gemm(kernel, x2: torch.Tensor, row_args: tuple, w_packed: torch.Tensor,
+                     scales: torch.Tensor, group_size: int, bias: torch.Tensor | None,
+                     dtype: torch.dtype) -> torch.Tensor:
+    """Run a packed-int4 GEMM ``kernel`` (autotuned over BLOCK_M / BLOCK_N) on the rows
+    ``x2 [M, K]``; ``row_args`` are its arguments between ``x`` and the weights (per-row
+    scales). Returns ``[M, N]`` in ``dtype``."""
+    (m, k), n = x2.shape, w_packed.shape[0]
+    out = torch.empty((m, n), dtype=dtype, device=x2.device)
+    if m and n:
+        logger.debug("int4 gemm (%d row args): M=%d N=%d K=%d group=%d", len(row_args), m, n,
+                     k, group_size)
+
+        def grid(meta: dict) -> tuple[int]:
+            return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
+
+        kernel[grid](
+            x2, *row_args, w_packed, scales, bias, out,
+            m, n, k,
+            x2.stride(0), x2.stride(1), w_packed.stride(0), w_packed.stride(1),
+            scales.stride(0), scales.stride(1), out.stride(0), out.stride(1),
+            GROUP=group_size, HAS_BIAS=bias is not None,
+        )  # fmt: skip
+    return out
+
+
 def w4a16_gemm(
     x: torch.Tensor,
     w_packed: torch.Tensor,
@@ -134,21 +159,6 @@ def w4a16_gemm(
         ``[..., N]`` in ``x.dtype``.
     """
     bias = check_int4_operands(x, w_packed, scales, group_size, bias)
-    k, n = x.shape[-1], w_packed.shape[0]
-    x2 = x.reshape(-1, k)
-    m = x2.shape[0]
-    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    if m and n:
-        logger.debug("w4a16 gemm: M=%d N=%d K=%d group=%d", m, n, k, group_size)
-
-        def grid(meta: dict) -> tuple[int]:
-            return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
-
-        _w4a16_tuned[grid](
-            x2, w_packed, scales, bias, out,
-            m, n, k,
-            x2.stride(0), x2.stride(1), w_packed.stride(0), w_packed.stride(1),
-            scales.stride(0), scales.stride(1), out.stride(0), out.stride(1),
-            GROUP=group_size, HAS_BIAS=bias is not None,
-        )  # fmt: skip
-    return out.reshape(*x.shape[:-1], n)
+    out = launch_int4_gemm(_w4a16_tuned, x.reshape(-1, x.shape[-1]), (), w_packed, scales,
+                           group_size, bias, x.dtype)
+    return out.reshape(*x.shape[:-1], w_packed.shape[0])

@@ -10,8 +10,6 @@ adds the bias. Reference: :func:`.reference.w4a8_gemm_ref`.
 
 from __future__ import annotations
 
-import logging
-
 import torch
 import triton
 import triton.language as tl
@@ -19,9 +17,7 @@ import triton.language as tl
 from mixprec.kernels.triton._launch import INTERPRET
 from mixprec.kernels.triton.int8_gemm import tile_ids
 from mixprec.kernels.triton.quantize import quantize_per_token
-from mixprec.kernels.triton.w4a16_gemm import check_int4_operands
-
-logger = logging.getLogger(__name__)
+from mixprec.kernels.triton.w4a16_gemm import check_int4_operands, launch_int4_gemm
 
 
 @triton.jit
@@ -94,21 +90,6 @@ def w4a8_linear(
         ``[..., N]`` in ``x.dtype``.
     """
     bias = check_int4_operands(x, w_packed, scales, group_size, bias)
-    k, n = x.shape[-1], w_packed.shape[0]
-    xq, xs = quantize_per_token(x.reshape(-1, k))
-    m = xq.shape[0]
-    out = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    if m and n:
-        logger.debug("w4a8 gemm: M=%d N=%d K=%d group=%d", m, n, k, group_size)
-
-        def grid(meta: dict) -> tuple[int]:
-            return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]),)
-
-        _w4a8_tuned[grid](
-            xq, xs, w_packed, scales, bias, out,
-            m, n, k,
-            xq.stride(0), xq.stride(1), w_packed.stride(0), w_packed.stride(1),
-            scales.stride(0), scales.stride(1), out.stride(0), out.stride(1),
-            GROUP=group_size, HAS_BIAS=bias is not None,
-        )  # fmt: skip
-    return out.reshape(*x.shape[:-1], n)
+    xq, xs = quantize_per_token(x.reshape(-1, x.shape[-1]))
+    out = launch_int4_gemm(_w4a8_tuned, xq, (xs,), w_packed, scales, group_size, bias, x.dtype)
+    return out.reshape(*x.shape[:-1], w_packed.shape[0])
