@@ -176,7 +176,8 @@ def _w4a8(act_granularity: str, groups: tuple[int, ...] = INT4_GROUP_SIZES
 def _int8_attention(*act_bits: int) -> Callable[[QuantSpec], bool]:
     def accepts(s: QuantSpec) -> bool:
         return (s.act_bits in act_bits and s.act_mode in ("static", "dynamic")
-                and s.act_symmetric and s.token_split is None)
+                and s.act_symmetric and s.token_split is None
+                and s.act_granularity != "per_group")
     return accepts
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -138,9 +140,6 @@ class FakeQuantConv2d(nn.Module):
         super().__init__()
         if conv.padding_mode != "zeros":
             raise ValueError(f"Conv2d padding_mode={conv.padding_mode!r} is not supported")
-        if spec.act_granularity == "per_group":
-            raise ValueError(f"{spec.label}: per-group activation scales are for linears; a "
-                             "convolution's input has no groups of the weights' inputs")
         self.spec = spec
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
         self.register_buffer("weight", quantize_weight(conv.weight, spec))
@@ -163,6 +162,7 @@ class AttentionQuant(nn.Module):
     def __init__(self, qk: QuantSpec, pv: QuantSpec,
                  observers: dict[str, Observer | None]) -> None:
         super().__init__()
+        qk, pv = attention_spec(qk), attention_spec(pv)
         self.q = ActQuant(qk, observers.get("q"))
         self.k = ActQuant(qk, observers.get("k"))
         self.p = ActQuant(pv, observers.get("p"))
@@ -175,6 +175,14 @@ class AttentionQuant(nn.Module):
         k, v = expand_kv_heads(call)
         probs = attention_scores(call, self.q(call.q), self.k(k))
         return self.p(probs) @ self.v(v)
+
+
+def attention_spec(spec: QuantSpec) -> QuantSpec:
+    """``spec`` as it acts on an attention matmul: activation scales per weight group
+    (an attention matmul has no weights) are per token there."""
+    if spec.act_granularity != "per_group":
+        return spec
+    return replace(spec, act_granularity="per_token")
 
 
 def expand_kv_heads(call: SdpaCall) -> tuple[torch.Tensor, torch.Tensor]:

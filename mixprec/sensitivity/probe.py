@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 
 import torch
 from torch import nn
 
 from mixprec.quant.calibrate import CalibrationStats
-from mixprec.quant.modules import AttentionQuant, FakeQuantConv2d, FakeQuantLinear
+from mixprec.quant.modules import (
+    AttentionQuant,
+    FakeQuantConv2d,
+    FakeQuantLinear,
+    attention_spec,
+)
 from mixprec.quant.sdpa import SdpaCall, intercept_sdpa
 from mixprec.quant.simulate import FLOAT_SPEC
-from mixprec.quant.spec import QuantSpec
+from mixprec.quant.spec import FLOAT_BITS, QuantSpec
 from mixprec.quant.units import Unit
 
 SdpaTap = Callable[[str, SdpaCall], torch.Tensor]
@@ -27,6 +33,7 @@ def quantized_module(model: nn.Module, unit: Unit, spec: QuantSpec,
     matmul (the other one of the module stays in float).
     """
     if unit.is_attention:
+        spec = effective_spec(unit, spec)
         owner = unit.module_name
         points = {p: stats.get(f"{owner}:{p}") for p in ("q", "k", "p", "v")}
         qk = spec if unit.kind == "attn_qk" else FLOAT_SPEC
@@ -36,6 +43,16 @@ def quantized_module(model: nn.Module, unit: Unit, spec: QuantSpec,
     if unit.kind == "linear":
         return FakeQuantLinear(original, spec, stats.get(unit.name))
     return FakeQuantConv2d(original, spec, stats.get(unit.name))
+
+
+def effective_spec(unit: Unit, spec: QuantSpec) -> QuantSpec:
+    """The part of ``spec`` that acts on ``unit``: attention matmuls have no weights, so
+    candidates that differ only in weight settings quantize them identically (activation
+    scales per weight group become per token there)."""
+    if not unit.is_attention:
+        return spec
+    return replace(attention_spec(spec), weight_bits=FLOAT_BITS,
+                   weight_granularity="per_channel", group_size=None, weight_symmetric=True)
 
 
 @contextmanager

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import torch
 from torch import nn
@@ -12,10 +11,10 @@ from torch import nn
 from mixprec.quant.calibrate import CalibrationStats
 from mixprec.quant.inputs import ModelInputs
 from mixprec.quant.modules import is_identity_spec
-from mixprec.quant.spec import FLOAT_BITS, QuantSpec
+from mixprec.quant.spec import QuantSpec
 from mixprec.quant.units import Unit
 from mixprec.sensitivity.metrics import METRICS, check_finite
-from mixprec.sensitivity.probe import quantized_module, unit_quantized
+from mixprec.sensitivity.probe import effective_spec, quantized_module, unit_quantized
 from mixprec.sensitivity.registry import Estimator, Progress, Scores
 from mixprec.sensitivity.suffix import SuffixRunner
 
@@ -77,12 +76,3 @@ class SqnrGlobal(Estimator):
             output = runner.run(runner.start(unit))
         check_finite(output, f"when unit {unit.name!r} is quantized as {spec.label}")
         return measure(output, runner.reference)
-
-
-def effective_spec(unit: Unit, spec: QuantSpec) -> QuantSpec:
-    """The part of ``spec`` that acts on ``unit``: attention matmuls have no weights, so
-    candidates that differ only in weight settings quantize them identically."""
-    if not unit.is_attention:
-        return spec
-    return replace(spec, weight_bits=FLOAT_BITS, weight_granularity="per_channel",
-                   group_size=None, weight_symmetric=True)

@@ -32,4 +32,8 @@ def tiny_units(tiny_model, tiny_calib) -> quant.UnitList:
 def candidates() -> list[QuantSpec]:
     return [QuantSpec(weight_bits=8, act_bits=8, act_mode="static"),
             QuantSpec(weight_bits=8, act_bits=8, act_mode="dynamic"),
-            QuantSpec(weight_bits=4, act_bits=4, act_mode="dynamic")]
+            QuantSpec(weight_bits=4, act_bits=4, act_mode="dynamic"),
+            # activation scales per token and weight group: scored on every unit kind
+            QuantSpec(weight_bits=4, act_bits=8, act_mode="dynamic",
+                      weight_granularity="per_group", group_size=8,
+                      act_granularity="per_group")]
