@@ -35,71 +35,14 @@ No assertions.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import torch
+from cases import accuracy_fn, fronts_side_by_side, model_and_data, print_wins, timed
 
 if TYPE_CHECKING:
     from mixprec.quant import Plan
-
-RANDOM_IMAGES = 32
-"""Calibration (and evaluation) images of a timm model with random weights."""
-
-
-def model_and_data(name: str
-                   ) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(model, calibration images, evaluation images, labels or None); a timm model gets
-    random weights and random images (evaluated on the first eight)."""
-    from mixprec import data, models
-
-    if name in models.EMBEDDED_MODELS:
-        images, labels = data.mnist("test")
-        return models.load(name), data.mnist("train")[0][:256], images, labels
-    torch.manual_seed(0)
-    model = models.load(name, pretrained=False)
-    shape = model.pretrained_cfg["input_size"]
-    gen = torch.Generator().manual_seed(0)
-    images = torch.randn(RANDOM_IMAGES, *shape, generator=gen)
-    return model, images, images[:8], None
-
-
-def accuracy_fn(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor | None
-                ) -> tuple[str, Callable[[torch.nn.Module], float]]:
-    """(name, function): top-1 with labels, else output SQNR (dB) against ``model``."""
-    from mixprec.sensitivity.metrics import sqnr_db
-
-    with torch.inference_mode():
-        reference = model(images).float()
-
-    def measure(candidate: torch.nn.Module) -> float:
-        with torch.inference_mode():
-            out = candidate(images).float()
-        if labels is not None:
-            return (out.argmax(-1) == labels).float().mean().item()
-        return sqnr_db(out, reference)
-
-    return ("top-1" if labels is not None else "SQNR dB"), measure
-
-
-def timed(model: torch.nn.Module, plans: dict[str, Plan], calib: torch.Tensor,
-          example: torch.Tensor, threads: int, accuracy: Callable[[torch.nn.Module], float]
-          ) -> dict[str, tuple[float, float]]:
-    """Plan name -> (measured ms, accuracy): every plan deployed in the torch runtime and
-    timed against float32 in one set of interleaved rounds."""
-    from mixprec import deploy, quant
-    from mixprec.cost_models.timing import time_against
-
-    units = quant.discover_units(model, example[:1])
-    stats = quant.calibrate(model, list(units), calib)
-    real = {name: deploy(model, plan, calib=calib, units=units, stats=stats, threads=threads)
-            for name, plan in plans.items()}
-    scores = {name: accuracy(m) for name, m in real.items()}
-    with torch.inference_mode():
-        found = time_against(lambda: model(example), [lambda m=m: m(example)
-                                                       for m in real.values()])
-    return {name: (t.ratio * t.reference_ms, scores[name]) for name, t in zip(real, found)}
 
 
 def split_units(plan: Plan) -> int:
@@ -108,48 +51,8 @@ def split_units(plan: Plan) -> int:
 
 
 def front_part(name: str, args: argparse.Namespace) -> None:
-    from mixprec import search
-    from mixprec.search.pareto import spread
-
-    model, calib, images, labels = model_and_data(name)
-    fronts = {}
-    for splits in (True, False):  # with first: it measures the table both fronts use
-        result = search.run(model, device="cpu", runtime="torch", batch=args.batch,
-                            threads=args.threads, token_splits=splits)
-        fronts["with" if splits else "without"] = result.front
-    plans, predicted = {}, {}
-    for kind, front in fronts.items():
-        print(f"front {kind} token splits: {len(front)} plans, predicted "
-              f"{front[0].latency_ms:.3f} .. {front[-1].latency_ms:.3f} ms")
-        for rank, point in enumerate(spread(front, args.points)):
-            plans[f"{kind} #{rank}"] = point.plan
-            predicted[f"{kind} #{rank}"] = point.latency_ms
-    metric, accuracy = accuracy_fn(model, images, labels)
-    found = timed(model, plans, calib, images[: args.batch], args.threads, accuracy)
-    print(f"\n{name}, batch {args.batch}, torch runtime")
-    print(f"{'plan':<14}{'predicted ms':>13}{'measured ms':>13}{metric:>9}  token-split units")
-    for plan_name in sorted(found, key=lambda n: found[n][0]):
-        ms, score = found[plan_name]
-        print(f"{plan_name:<14}{predicted[plan_name]:>13.3f}{ms:>13.3f}{score:>9.4f}  "
-              f"{split_units(plans[plan_name])}")
-    print_wins({n: (ms, score, split_units(plans[n])) for n, (ms, score) in found.items()})
-
-
-def print_wins(rows: dict[str, tuple[float, float, int]]) -> None:
-    """For every plan with token splits (name -> (ms, accuracy, token-split units)), the best
-    accuracy of a plan without them at the same or lower latency; then how many win."""
-    plain = [(ms, score) for ms, score, splits in rows.values() if not splits]
-    wins = 0
-    for plan_name, (ms, score, splits) in rows.items():
-        if not splits:
-            continue
-        best = max((s for m, s in plain if m <= ms), default=None)
-        verdict = ("no plan without splits is as fast" if best is None
-                   else f"best without splits at <= its ms: {best:.4f} "
-                        f"({'WIN' if score > best else 'no win'}, {score - best:+.4f})")
-        wins += best is not None and score > best
-        print(f"  {plan_name}: {score:.4f} at {ms:.4f} ms; {verdict}")
-    print(f"token-split plans that win: {wins}")
+    fronts_side_by_side(name, {"with": {"token_splits": True}, "without": {}}, split_units,
+                        "token-split units", args)
 
 
 def a100_part(name: str, args: argparse.Namespace) -> None:
@@ -176,7 +79,7 @@ def a100_part(name: str, args: argparse.Namespace) -> None:
     print(f"{'plan':<14}{'predicted ms':>13}{metric:>9}  token-split units")
     for plan_name, ms, score, count in sorted(rows, key=lambda r: r[1]):
         print(f"{plan_name:<14}{ms:>13.4f}{score:>9.4f}  {count}")
-    print_wins({r[0]: r[1:] for r in rows})
+    print_wins({r[0]: r[1:] for r in rows}, "token splits")
 
 
 def recovery_part(name: str, args: argparse.Namespace) -> None:

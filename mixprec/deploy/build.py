@@ -32,6 +32,7 @@ from mixprec.kernels.cpu import (
 from mixprec.kernels.cpu.capabilities import cpu_fingerprint
 from mixprec.kernels.cpu.chains import fuse_mlp_chains
 from mixprec.kernels.cpu.int8 import check_backend
+from mixprec.kernels.cpu.nupes import NupesGemm
 from mixprec.kernels.registry import CPU_DEVICES, LOCAL_DEVICE, check_deployable, check_device
 from mixprec.quant.calibrate import CalibrationStats, calibrate, check_calibration
 from mixprec.quant.inputs import ModelInputs, first_samples
@@ -53,6 +54,7 @@ CPU_BUILDERS: dict[str, GemmBuilder] = {
     "w8a7_token_split": TokenSplitInt8Gemm,
     "w8a16": lambda mod, spec, obs, backend: WeightOnlyInt8Gemm(mod, spec),
     "w4a16": lambda mod, spec, obs, backend: WeightOnlyInt4Gemm(mod, spec),
+    "nupes": lambda mod, spec, obs, backend: NupesGemm(mod, spec, obs),
 }
 """CPU kernel name (mixprec.kernels.registry) -> module replacing a linear / conv unit."""
 INT8_GEMM_KERNELS = ("w8a8", "w8a7", "w8a8_token_split", "w8a7_token_split")

@@ -71,6 +71,8 @@ W4A8_G32_TOKENS = QuantSpec(weight_bits=4, act_bits=8, act_mode="dynamic",
                             weight_granularity="per_group", group_size=32)
 """4-bit weights in groups of 32, int8 activations per token (the int4 x int8 dot-product
 GEMMs of ARM cores: weights unpacked to int8 in registers)."""
+W4A16_NUPES = QuantSpec(weight_bits=4, act_bits=16, act_mode="none", weight_format="nupes")
+"""NUPES 4-bit weights (per-channel power-exponent levels), float32 activations."""
 W4A16_G128_FP16 = QuantSpec(weight_bits=4, act_bits=16, act_mode="none",
                             weight_granularity="per_group", group_size=128, float_dtype="float16")
 
@@ -157,9 +159,14 @@ def _weight_only(bits: int, granularities: tuple[str, ...], dtypes: tuple[str, .
     def accepts(s: QuantSpec) -> bool:
         groups_ok = s.weight_granularity != "per_group" or s.group_size in groups
         return (s.weight_bits == bits and not s.quantizes_acts and s.float_dtype in dtypes
-                and s.weight_granularity in granularities and groups_ok
-                and (affine or s.weight_symmetric))
+                and s.weight_format == "uniform" and s.weight_granularity in granularities
+                and groups_ok and (affine or s.weight_symmetric))
     return accepts
+
+
+def _nupes(s: QuantSpec) -> bool:
+    """NUPES weights of up to 8 bits with float32 activations."""
+    return s.weight_format == "nupes" and s.weight_bits <= 8 and s.float_dtype == "float32"
 
 
 def _w4a8(act_granularity: str, groups: tuple[int, ...] = INT4_GROUP_SIZES
@@ -332,6 +339,9 @@ def _local_kernels(runtime: str) -> tuple[Kernel, ...]:
                           "reductions" + (", torch._int_mm beyond)" if int_mm_exact() else ")"),
                           _INT8_PROPOSALS))
     kernels += _torch_weight_only(fingerprint.has_native_bf16)
+    kernels.append(Kernel("nupes", WEIGHT_KINDS, _nupes,
+                          "NUPES weight-only (power-exponent levels decoded on the fly, "
+                          "float32 GEMM)", (W4A16_NUPES,)))
     return tuple(kernels)
 
 

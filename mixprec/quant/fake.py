@@ -133,6 +133,9 @@ def integer_weight(weight: torch.Tensor, spec: QuantSpec) -> IntegerWeight:
     """Quantize a GEMM weight (``[out, in, ...]``, ``spec.weight_bits`` < 16) to its grid."""
     if spec.weight_bits >= FLOAT_BITS:
         raise ValueError(f"spec {spec.label} keeps weights in float")
+    if spec.weight_format != "uniform":
+        raise ValueError(f"spec {spec.label}: {spec.weight_format} weights are not on an "
+                         "integer grid (mixprec.quant.nupes)")
     w = weight.detach().float().reshape(weight.shape[0], -1)
     bits, sym = spec.weight_bits, spec.weight_symmetric
     rows, cols = w.shape

@@ -15,6 +15,7 @@ from mixprec.quant.fake import (
     quantize_weight,
     round_to_dtype,
 )
+from mixprec.quant.nupes import nupes_inputs, nupes_weight
 from mixprec.quant.observers import Observer
 from mixprec.quant.sdpa import SdpaCall, attention_scores
 from mixprec.quant.spec import FLOAT_BITS, QuantSpec
@@ -111,6 +112,17 @@ class ActQuant(nn.Module):
         return self._quantize(x, split.high_bits, "high_")
 
 
+def simulated_weight(weight: torch.Tensor, spec: QuantSpec, observer: Observer | None
+                     ) -> torch.Tensor:
+    """The weight a unit computes with under ``spec``: on its integer grid, or on the NUPES
+    grid fitted to the unit's calibration inputs (``observer``)."""
+    if spec.weight_format == "nupes":
+        inputs = nupes_inputs(observer, weight[0].numel())
+        return nupes_weight(weight, spec, inputs).dequantize().reshape(weight.shape).to(
+            weight.dtype)
+    return quantize_weight(weight, spec)
+
+
 class FakeQuantLinear(nn.Module):
     """``nn.Linear`` with fake-quantized weights and input activations."""
 
@@ -118,7 +130,7 @@ class FakeQuantLinear(nn.Module):
         super().__init__()
         self.spec = spec
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.register_buffer("weight", quantize_weight(linear.weight, spec))
+        self.register_buffer("weight", simulated_weight(linear.weight, spec, observer))
         bias = linear.bias
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.act = ActQuant(spec, observer)
@@ -142,7 +154,7 @@ class FakeQuantConv2d(nn.Module):
             raise ValueError(f"Conv2d padding_mode={conv.padding_mode!r} is not supported")
         self.spec = spec
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
-        self.register_buffer("weight", quantize_weight(conv.weight, spec))
+        self.register_buffer("weight", simulated_weight(conv.weight, spec, observer))
         bias = conv.bias
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.act = ActQuant(spec, observer)

@@ -25,6 +25,10 @@ _SHORT_DTYPES = {"bfloat16": "bf16", "float16": "fp16"}
 FLOAT_BITS = 16
 """A bit-width of 16 means "not quantized" (kept in the spec's float dtype)."""
 TOKEN_SELECTIONS = ("per_image", "positions")
+WEIGHT_FORMATS = ("uniform", "nupes")
+"""``nupes``: NUPES' power-exponent grid (Yvinec et al., 2023): levels
+``scale * (j / qmax) ** (1 / exponent)``, the exponent fitted per layer on calibration data
+(:mod:`mixprec.quant.nupes`)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ class QuantSpec:
         percentile: clipping percentile of ``|x|`` for the ``percentile`` observer.
         token_split: patch-wise activation precision, or None.
         float_dtype: dtype of the parts kept in float.
+        weight_format: ``uniform`` (an evenly spaced integer grid) or ``nupes`` (NUPES'
+            non-uniform power-exponent grid; symmetric weight-only specs).
     """
 
     weight_bits: int = 8
@@ -101,6 +107,7 @@ class QuantSpec:
     percentile: float = 99.99
     token_split: TokenSplit | None = field(default=None)
     float_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    weight_format: Literal["uniform", "nupes"] = "uniform"
     version: int = SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -110,6 +117,12 @@ class QuantSpec:
         _check_choice("weight_granularity", self.weight_granularity, WEIGHT_GRANULARITIES)
         _check_choice("observer", self.observer, OBSERVERS)
         _check_choice("float_dtype", self.float_dtype, FLOAT_DTYPES)
+        _check_choice("weight_format", self.weight_format, WEIGHT_FORMATS)
+        if self.weight_format == "nupes" and (
+                not self.quantizes_weights or self.quantizes_acts or not self.weight_symmetric):
+            raise ValueError("weight_format='nupes' needs quantized symmetric weights and float "
+                             "activations (weight_bits < 16, weight_symmetric=True, "
+                             "act_mode='none'): its levels are not an integer grid")
         if self.version != SPEC_VERSION:
             raise ValueError(f"version={self.version}: this mixprec reads spec version "
                              f"{SPEC_VERSION}")
@@ -157,10 +170,10 @@ class QuantSpec:
 
     @property
     def needs_calibration(self) -> bool:
-        """Whether the spec takes values from calibration data (static scales, or a token
-        split's fixed positions)."""
-        return self.act_mode == "static" or (self.token_split is not None
-                                             and self.token_split.selection == "positions")
+        """Whether the spec takes values from calibration data (static scales, a token
+        split's fixed positions, or a NUPES exponent)."""
+        return self.act_mode == "static" or self.weight_format == "nupes" or (
+            self.token_split is not None and self.token_split.selection == "positions")
 
     @property
     def is_float(self) -> bool:
@@ -173,7 +186,7 @@ class QuantSpec:
         :attr:`TokenSplit.label`), ``W8A16-bf16``
         (the float dtype of the unquantized parts, when it is not float32) or
         ``W8tA8-dynamic-tensor-affine`` (options other than the defaults: ``t`` marks one
-        scale per weight tensor)."""
+        scale per weight tensor), ``W4A16-nupes`` (NUPES weights)."""
         if self.is_float:
             return f"float-{self.float_dtype}"
         w = f"W{self.weight_bits}" if self.quantizes_weights else "W16"
@@ -188,7 +201,8 @@ class QuantSpec:
             w += "t"
         split = "" if self.token_split is None else f"-{self.token_split.label}"
         dtype = "" if self.float_dtype == "float32" else f"-{_SHORT_DTYPES[self.float_dtype]}"
-        return f"{w}{a}{split}{dtype}"
+        fmt = "" if self.weight_format == "uniform" else f"-{self.weight_format}"
+        return f"{w}{a}{split}{fmt}{dtype}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON-ready)."""

@@ -261,3 +261,25 @@ def test_a_dynamic_fc2_is_not_fused(mnist_model, mnist_units, mnist_calib, stats
         {u.name: W8A8_DYNAMIC for u in mnist_units if u.name.endswith("fc2")})
     real = deploy(mnist_model, plan, calib=mnist_calib, units=mnist_units, stats=stats)
     assert real.deploy_report.fused == ()
+
+
+def test_nupes_plan_matches_its_simulation(mnist_model, mnist_units, mnist_calib, mnist_test,
+                                           stats):
+    """NUPES 4-bit weights on every linear and the patch embedding: each layer's exponent is
+    fitted on the same calibration rows in both, so the deployed model computes the
+    simulation's weights; ONNX Runtime has no kernel for them."""
+    nupes = QuantSpec(weight_bits=4, act_bits=16, act_mode="none", weight_format="nupes")
+    plan = Plan.uniform(mnist_units, FP32).replace(
+        {u.name: nupes for u in mnist_units if not u.is_attention})
+    x, y = mnist_test
+    kw = {"units": mnist_units, "stats": stats}
+    real = deploy(mnist_model, plan, calib=mnist_calib, **kw)
+    sim = simulate(mnist_model, plan, mnist_calib, **kw)
+    assert real.deploy_report.kernels["blocks.0.mlp.fc1"] == "nupes"
+    with torch.inference_mode():
+        assert sqnr(real(x[:64]), sim(x[:64])) >= 80.0
+    assert top1(real, x, y) == top1(sim, x, y)
+    exponents = {m.exponent for m in real.modules() if hasattr(m, "exponent")}
+    assert len(exponents) > 1  # fitted per layer
+    with pytest.raises(ValueError, match=r"unit 'patch_embed\.proj'.*W4A16-nupes"):
+        deploy(mnist_model, plan, calib=mnist_calib, runtime="onnxruntime", **kw)
