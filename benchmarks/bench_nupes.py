@@ -8,9 +8,11 @@ scales, so both store the same codes and scales (NUPES adds one exponent per lay
 each plan: its simulated accuracy (the embedded model: top-1 on its 1,000 test digits and
 the output SQNR against float32; a timm model with random weights: output SQNR against
 float32 on eight random images), the exponents NUPES fitted (smallest / median / largest
-over the layers), and the deployed torch runtime's latency of the plans it runs (uniform
-4-bit through ``torch._weight_int4pack_mm_for_cpu``; NUPES decoded on the fly from packed
-codes, then a float32 GEMM), timed with float32 in interleaved rounds. Decoding once at load
+over the layers). Then the deployed torch runtime's latency and accuracy of float32, of
+the uniform 4-bit specs the torch search proposes here (``torch._weight_int4pack_mm_for_cpu``
+with bf16 activations, on CPUs with native bf16; with float32 activations it runs tens of
+times slower than float32) and of the NUPES plans (decoded on the fly from packed codes,
+then a float32 GEMM), timed together in interleaved rounds. Decoding once at load
 instead would run at float32's speed (the same GEMM) with float32 weights in memory.
 
 ``front`` (embedded model only): ``search.run(..., runtime="torch")`` with the default
@@ -94,9 +96,13 @@ def accuracy_part(name: str, args: argparse.Namespace) -> None:
     metric, accuracy = accuracy_fn(model, images, labels)
     with torch.inference_mode():
         reference = model(images).float()
+    baseline = (f"top-1 {accuracy(model):.4f} in float32" if labels is not None
+                else "SQNR against float32")
     print(f"\n== {name}: every linear's weights ({len(linears)} linears), float32 "
-          f"activations; {metric} {accuracy(model):.4f} in float32")
-    plans = {spec.label: Plan.uniform(linears, spec) for spec in weight_specs()}
+          f"activations; {baseline}")
+    all_float = Plan.uniform(units, FP32)
+    plans = {spec.label: all_float.replace({u.name: spec for u in linears})
+             for spec in weight_specs()}
     for label, plan in plans.items():
         sim = quant.simulate(model, plan, calib, units=units, stats=stats)
         with torch.inference_mode():
@@ -110,14 +116,19 @@ def accuracy_part(name: str, args: argparse.Namespace) -> None:
                      f"{max(found):.2f}")
         print(line)
     example = images[: args.batch]
-    runnable = {label: plan for label, plan in plans.items()
-                if all(kernels.kernel_for(u.kind, plan[u.name], "cpu") for u in linears)}
-    runnable = {"float32 (as deployed)": Plan.uniform(linears, FP32), **runnable}
+    proposed = [spec for spec in kernels.candidates("cpu", "linear")
+                if spec.weight_bits == 4 and spec.weight_format == "uniform"]
+    runnable = {"float32": all_float,
+                **{spec.label: all_float.replace({u.name: spec for u in linears})
+                   for spec in proposed},
+                **{label: plan for label, plan in plans.items()
+                   if plan[linears[0].name].weight_format == "nupes" and all(
+                       kernels.kernel_for(u.kind, plan[u.name], "cpu") for u in linears)}}
     torch.set_num_threads(args.threads)
     found = timed(model, runnable, calib, example, args.threads, accuracy)
-    print(f"-- torch runtime, batch {args.batch}, {args.threads} threads")
-    for label, (ms, _) in found.items():
-        print(f"{label:22s} {ms:8.2f} ms")
+    print(f"-- torch runtime, batch {args.batch}, {args.threads} threads (deployed {metric})")
+    for label, (ms, score) in found.items():
+        print(f"{label:22s} {ms:8.2f} ms   {score:8.4f}")
 
 
 def main() -> None:

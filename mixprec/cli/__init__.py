@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--calib-size", type=int, default=256)
     ev.add_argument("--batch-size", type=int, default=250)
     ev.add_argument("--plans", nargs="+", default=list(DEFAULT_PLANS),
-                    help="uniform plans by spec name: fp32, w8a8, w8a8-dynamic, w4a8-dynamic, ...")
+                    help="uniform plans by spec name: fp32, w8a8, w8a8-dynamic, w4a16-nupes, ...")
     ev.set_defaults(func=cmd_evaluate)
 
     un = sub.add_parser("units", help="list a model's quantizable units",

@@ -33,6 +33,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 from mixprec.cost_models.table import FLOAT32, Entry, LatencyTable, ShapeKey
+from mixprec.kernels.cpu.nupes import stored_code_bits
 from mixprec.kernels.registry import candidates as default_candidates
 from mixprec.kernels.registry import kernel_for
 from mixprec.quant.spec import FLOAT_BITS, QuantSpec
@@ -244,7 +245,8 @@ def _op_s(ops: float, peak: float, efficiency: float, bytes_moved: float,
     return max(ops / (peak * efficiency), bytes_moved / dev.bandwidth) + dev.launch_s
 
 
-def _elementwise_s(elements: float, in_bytes: int, out_bytes: int, dev: DeviceModel) -> float:
+def _elementwise_s(elements: float, in_bytes: float, out_bytes: float, dev: DeviceModel
+                   ) -> float:
     return elements * (in_bytes + out_bytes) / dev.bandwidth + dev.launch_s
 
 
@@ -266,6 +268,9 @@ def _gemm_unit_s(m: int, k: int, n: int, spec: QuantSpec, dev: DeviceModel,
     if spec.token_split is not None:
         return _token_split_s(m, k, n, spec, dev, images)
     fbytes = _BYTES[dev.float_dtype]
+    if spec.weight_format == "nupes":  # codes decoded to a float32 weight, then a float GEMM
+        decode = _elementwise_s(k * n, stored_code_bits(spec.weight_bits) / 8, fbytes, dev)
+        return decode + _gemm_unit_s(m, k, n, FLOAT32, dev)
     eff = _efficiency(m, n, dev)
     ops = 2.0 * m * k * n
     if spec.quantizes_acts:  # W8A8 / W4A8: int8 tensor / dot-product units

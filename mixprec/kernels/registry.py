@@ -216,6 +216,13 @@ def _torch_weight_only(native_bf16: bool) -> list[Kernel]:
     ]
 
 
+def _nupes_kernel() -> Kernel:
+    """This project's NUPES module: plain PyTorch ops, so every CPU class runs it."""
+    return Kernel("nupes", WEIGHT_KINDS, _nupes,
+                  "NUPES weight-only (power-exponent levels decoded on the fly, float32 GEMM)",
+                  (W4A16_NUPES,))
+
+
 def _ort_kernels(int8: bool, propose_a7: bool) -> list[Kernel]:
     """ONNX Runtime's kernels; ``int8``: whether its u8 x s8 GEMMs are exact at least for
     7-bit activations (8-bit ones then run as two 7-bit GEMMs where they saturate)."""
@@ -276,13 +283,14 @@ def _cpu_int8(instructions: str) -> list[Kernel]:
 
 _CLASS_KERNELS: dict[tuple[str, str], list[Kernel]] = {
     ("xeon", "torch"): [_float32(), _bfloat16(native=True), *_cpu_int8("oneDNN, VNNI"),
-                        *_torch_weight_only(native_bf16=True)],
+                        *_torch_weight_only(native_bf16=True), _nupes_kernel()],
     ("xeon", "onnxruntime"): _ort_kernels(int8=True, propose_a7=False),
     ("xeon", "openvino"): _ov_kernels(int8=True, int7=True),
     ("a15", "torch"): [_float32(), *_cpu_int8("int8 dot product"),
                        Kernel("w4a8", ("linear",), _w4a8("per_token"),
                               "W4A8 (int4 weights unpacked to int8 for the dot-product "
-                              "GEMM, activations per token)", (W4A8_G32_TOKENS,))],
+                              "GEMM, activations per token)", (W4A8_G32_TOKENS,)),
+                       _nupes_kernel()],
     ("a15", "onnxruntime"): _ort_kernels(int8=True, propose_a7=False),
     ("a100", "torch"): [
         Kernel("float16", _ALL_KINDS, _float("float16", "bfloat16", "float32"), "fp16/bf16",
@@ -338,10 +346,7 @@ def _local_kernels(runtime: str) -> tuple[Kernel, ...]:
                           "int8 attention matmuls (exact float32 products up to 1024-long "
                           "reductions" + (", torch._int_mm beyond)" if int_mm_exact() else ")"),
                           _INT8_PROPOSALS))
-    kernels += _torch_weight_only(fingerprint.has_native_bf16)
-    kernels.append(Kernel("nupes", WEIGHT_KINDS, _nupes,
-                          "NUPES weight-only (power-exponent levels decoded on the fly, "
-                          "float32 GEMM)", (W4A16_NUPES,)))
+    kernels += [*_torch_weight_only(fingerprint.has_native_bf16), _nupes_kernel()]
     return tuple(kernels)
 
 

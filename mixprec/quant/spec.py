@@ -217,21 +217,23 @@ class QuantSpec:
         return cls(**data)
 
 
-_SPEC_NAME = re.compile(r"^w(\d+)a(\d+)(?:-(static|dynamic))?$")
+_SPEC_NAME = re.compile(r"^w(\d+)a(\d+)(?:-(static|dynamic))?(-nupes)?$")
 
 
 def parse_spec(text: str) -> QuantSpec:
     """A spec from its short name: ``fp32``, ``w8a8`` (static), ``w4a8-dynamic``, ``w4a16``
-    (weight-only); other fields take their defaults."""
+    (weight-only), ``w4a16-nupes`` (NUPES weights); other fields take their defaults."""
     name = text.strip().lower()
     if name in ("fp32", "float", "float32"):
         return QuantSpec(weight_bits=FLOAT_BITS, act_bits=FLOAT_BITS, act_mode="none")
     match = _SPEC_NAME.match(name)
     if match is None:
-        raise ValueError(f"bad spec name {text!r}: use e.g. fp32, w8a8, w8a8-dynamic, w4a16")
+        raise ValueError(f"bad spec name {text!r}: use e.g. fp32, w8a8, w8a8-dynamic, w4a16, "
+                         "w4a16-nupes")
     weight_bits, act_bits = int(match[1]), int(match[2])
     mode = "none" if act_bits == FLOAT_BITS else (match[3] or "static")
-    return QuantSpec(weight_bits=weight_bits, act_bits=act_bits, act_mode=mode)
+    return QuantSpec(weight_bits=weight_bits, act_bits=act_bits, act_mode=mode,
+                     weight_format="nupes" if match[4] else "uniform")
 
 
 def _check_choice(name: str, value: object, allowed: tuple) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mixprec.cost_models.table import FLOAT32, LatencyTable, ShapeKey
+from mixprec.kernels.cpu.nupes import stored_code_bits
 from mixprec.quant.plan import Plan
 from mixprec.quant.spec import FLOAT_BITS, QuantSpec
 from mixprec.quant.units import Unit, UnitList
@@ -209,7 +210,10 @@ def build_problem(units: UnitList | Sequence[Unit], latency: LatencyTable,
 
 
 def stored_bits(spec: QuantSpec) -> int:
-    """Bits per stored weight under ``spec`` (float32 32, bf16/fp16 16)."""
+    """Bits per stored weight under ``spec`` (float32 32, bf16/fp16 16; NUPES codes as
+    packed: up to 4 bits in a nibble, wider ones in a byte)."""
+    if spec.weight_format == "nupes":
+        return stored_code_bits(spec.weight_bits)
     if spec.quantizes_weights:
         return spec.weight_bits
     return 32 if spec.float_dtype == "float32" else 16

@@ -52,7 +52,8 @@ def effective_spec(unit: Unit, spec: QuantSpec) -> QuantSpec:
     if not unit.is_attention:
         return spec
     return replace(attention_spec(spec), weight_bits=FLOAT_BITS,
-                   weight_granularity="per_channel", group_size=None, weight_symmetric=True)
+                   weight_granularity="per_channel", group_size=None, weight_symmetric=True,
+                   weight_format="uniform")
 
 
 @contextmanager

@@ -11,7 +11,7 @@ import torch
 from mixprec import quant
 from mixprec.cost_models import DEVICE_MODELS, analytic_table, predict_latency
 from mixprec.cost_models.table import FLOAT32, ShapeKey
-from mixprec.kernels.registry import FP16, W8A8_DYNAMIC, W8A8_STATIC
+from mixprec.kernels.registry import FP16, W4A16_NUPES, W8A8_DYNAMIC, W8A8_STATIC
 from mixprec.quant import Plan
 
 
@@ -96,6 +96,18 @@ def test_launch_bound_gpu_gains_nothing_from_int8(deit_tiny_units):
     table = analytic_table(deit_tiny_units, "a100", batch=1)
     assert linears_in(deit_tiny_units, table, W8A8_STATIC) > \
         linears_in(deit_tiny_units, table, FP16)
+
+
+@pytest.mark.parametrize("device", ["a15", "xeon"])
+def test_nupes_costs_its_decode_on_top_of_the_float_gemm(deit_tiny_units, device):
+    """NUPES codes are decoded into a float32 weight, then multiplied in float32: a pass
+    over the weight more than float32, the same whatever the code width up to 4 bits."""
+    table = analytic_table(deit_tiny_units, device, batch=1)
+    nupes = linears_in(deit_tiny_units, table, W4A16_NUPES)
+    assert nupes > linears_in(deit_tiny_units, table, FLOAT32)
+    three = analytic_table(deit_tiny_units, device, batch=1,
+                           candidates=[replace(W4A16_NUPES, weight_bits=3)])
+    assert linears_in(deit_tiny_units, three, replace(W4A16_NUPES, weight_bits=3)) == nupes
 
 
 @pytest.mark.parametrize("device", ["a100", "a15", "xeon"])

@@ -82,6 +82,9 @@ def test_parse_spec_names():
     assert parse_spec("w4a8-dynamic").label == "W4A8-dynamic"
     assert parse_spec("W8A8").act_mode == "static"
     assert parse_spec("w4a16").label == "W4A16"
+    assert parse_spec("w3a16-nupes").label == "W3A16-nupes"
+    with pytest.raises(ValueError, match="weight_format='nupes' needs"):
+        parse_spec("w4a8-nupes")
     assert parse_spec("fp32").is_float
     with pytest.raises(ValueError, match="bad spec name 'int8'"):
         parse_spec("int8")

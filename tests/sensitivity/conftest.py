@@ -36,4 +36,6 @@ def candidates() -> list[QuantSpec]:
             # activation scales per token and weight group: scored on every unit kind
             QuantSpec(weight_bits=4, act_bits=8, act_mode="dynamic",
                       weight_granularity="per_group", group_size=8,
-                      act_granularity="per_group")]
+                      act_granularity="per_group"),
+            # NUPES weights (fitted on each unit's calibration inputs; attention: float)
+            QuantSpec(weight_bits=4, act_bits=16, act_mode="none", weight_format="nupes")]

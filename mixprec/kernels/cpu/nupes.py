@@ -24,6 +24,11 @@ PACKED_MAX_BITS = 4
 """Codes of up to 4 bits (``2 * qmax + 1 <= 15`` levels) pack two per byte."""
 
 
+def stored_code_bits(bits: int) -> int:
+    """Bits a ``bits``-bit NUPES code occupies in memory: a nibble, or a byte."""
+    return 4 if bits <= PACKED_MAX_BITS else 8
+
+
 class NupesGemm(CpuGemm):
     """W4A16 (or W3, W6, W8) with NUPES levels: float32 activations and GEMM.
 

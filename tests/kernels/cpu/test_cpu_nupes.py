@@ -11,6 +11,7 @@ from torch import nn
 from mixprec.kernels.cpu.nupes import NupesGemm
 from mixprec.kernels.registry import W4A16_NUPES, candidates, kernel_for
 from mixprec.quant.modules import FakeQuantConv2d, FakeQuantLinear
+from mixprec.search.problem import stored_bits
 from tests.helpers import observer
 
 SPECS = [W4A16_NUPES, replace(W4A16_NUPES, weight_bits=3), replace(W4A16_NUPES, weight_bits=8),
@@ -42,19 +43,20 @@ def test_conv_equals_its_simulation():
     assert torch.allclose(real(x), fake(x), atol=1e-5)
 
 
-def test_codes_stay_packed():
-    linear = nn.Linear(77, 40)
-    four = NupesGemm(linear, W4A16_NUPES, None)
-    eight = NupesGemm(linear, replace(W4A16_NUPES, weight_bits=8), None)
-    assert four.codes.dtype == torch.uint8 and four.codes.shape == (40, 39)
-    assert eight.codes.shape == (40, 77)
+@pytest.mark.parametrize("bits", [3, 4, 6, 8])
+def test_codes_stay_packed_as_the_size_accounting_counts_them(bits):
+    linear = nn.Linear(78, 40)
+    spec = replace(W4A16_NUPES, weight_bits=bits)
+    real = NupesGemm(linear, spec, None)
+    assert real.codes.dtype == torch.uint8
+    assert real.codes.numel() * 8 == stored_bits(spec) * linear.weight.numel()
 
 
-def test_registry_offers_nupes_on_the_torch_cpu_only():
-    assert W4A16_NUPES in candidates("cpu", "linear")
-    assert kernel_for("linear", W4A16_NUPES, "cpu").name == "nupes"
+def test_registry_offers_nupes_in_the_torch_runtime_of_every_cpu_class():
+    for device in ("cpu", "xeon", "a15"):
+        assert W4A16_NUPES in candidates(device, "linear")
+        assert kernel_for("linear", W4A16_NUPES, device).name == "nupes"
     assert kernel_for("linear", replace(W4A16_NUPES, weight_format="uniform"), "cpu").name != \
         "nupes"
-    for device, runtime in (("cpu", "onnxruntime"), ("cpu", "openvino"), ("a15", "torch"),
-                            ("a100", "torch")):
+    for device, runtime in (("cpu", "onnxruntime"), ("cpu", "openvino"), ("a100", "torch")):
         assert kernel_for("linear", W4A16_NUPES, device, runtime) is None
