@@ -1,6 +1,6 @@
 """NUPES weights against uniform ones at equal size, and what decoding them costs on the CPU.
 
-Two parts, each printed after the CPU fingerprint:
+Three parts, each printed after the CPU fingerprint:
 
 ``accuracy``: every linear of the model gets the same weight spec (activations stay
 float32); each NUPES spec is set beside the uniform spec of the same bits, granularity and
@@ -21,10 +21,15 @@ prices it) and without NUPES, on the same table; ``--points`` plans spread along
 deployed, timed together and their top-1 measured: a NUPES plan *wins* when its top-1 beats
 every plan without NUPES at the same or lower measured latency.
 
+``size`` (embedded model only): the most accurate torch plan within size limits
+(``--size-fractions`` of uniform 8-bit's size, counted as the search counts it: codes,
+per-group scales, the other parameters in float32) with and without NUPES, on the same
+table; each chosen plan deployed, timed with the others and its top-1 measured.
+
 No assertions.
 
     python benchmarks/bench_nupes.py [--models mnist-vit deit_small_patch16_224] [--batch 1]
-        [--threads 2] [--parts accuracy front] [--points 6]
+        [--threads 2] [--parts accuracy front size] [--points 6] [--size-fractions 0.6 0.5]
 """
 
 from __future__ import annotations
@@ -83,6 +88,53 @@ def front_part(name: str, args: argparse.Namespace) -> None:
                         "NUPES units", args)
 
 
+def model_mb(model: torch.nn.Module, units, plan) -> float:
+    """``plan``'s size as the search counts it (:func:`mixprec.search.problem.stored_bits`;
+    parameters outside the units at 32 bits)."""
+    from mixprec.search.problem import stored_bits
+
+    by_name = {u.name: u for u in units}
+    outside = sum(p.numel() for p in model.parameters()) - sum(u.params for u in units)
+    return (outside * 32 + sum(by_name[n].params * stored_bits(s) for n, s in plan.specs)) / 8e6
+
+
+def size_part(name: str, args: argparse.Namespace) -> None:
+    """The most accurate torch plan within size limits below uniform 8-bit, with and without
+    the NUPES candidate (one table); the chosen plans deployed, timed together, top-1."""
+    from mixprec import kernels, quant, search
+    from mixprec.kernels.registry import W4A16_NUPES, W8A8_STATIC
+    from mixprec.quant import Plan
+
+    model, calib, images, labels = model_and_data(name)
+    units = quant.discover_units(model, calib[:1])
+    eight_mb = model_mb(model, units, Plan.uniform(units, W8A8_STATIC))
+    plain = [s for s in kernels.candidates("cpu", runtime="torch") if s.weight_format == "uniform"]
+    chosen = {}
+    floor_mb = model_mb(model, units, Plan.uniform(units, W4A16_NUPES))
+    print(f"\n== {name}: uniform 8-bit weights {eight_mb:.4f} MB (search's accounting); "
+          f"every weight at 4 bits, the rest in float32: {floor_mb:.4f} MB "
+          f"({floor_mb / eight_mb:.0%})")
+    for fraction in args.size_fractions:
+        for kind, kwargs in (("with NUPES", {}), ("without", {"candidates": plain})):
+            try:
+                result = search.run(model, device="cpu", runtime="torch", batch=args.batch,
+                                     threads=args.threads, size_mb=fraction * eight_mb, **kwargs)
+            except search.InfeasibleError:
+                print(f"{fraction:.0%} of 8-bit, {kind}: infeasible")
+                continue
+            label = f"{fraction:.0%} {kind}"
+            chosen[label] = result.plan
+            print(f"{label}: {model_mb(model, units, result.plan):.4f} MB, predicted "
+                  f"{result.latency_ms:.3f} ms, NUPES units {nupes_units(result.plan)}")
+    if not chosen:
+        return
+    metric, accuracy = accuracy_fn(model, images, labels)
+    found = timed(model, chosen, calib, images[: args.batch], args.threads, accuracy)
+    print(f"-- chosen plans deployed (torch, batch {args.batch}): ms, {metric}")
+    for label, (ms, score) in found.items():
+        print(f"{label:22s} {ms:8.3f} ms   {score:8.4f}")
+
+
 def accuracy_part(name: str, args: argparse.Namespace) -> None:
     from mixprec import kernels, quant
     from mixprec.kernels.registry import FP32
@@ -136,19 +188,21 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["mnist-vit", "deit_small_patch16_224"])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--parts", nargs="+", choices=("accuracy", "front"),
-                        default=["accuracy", "front"])
+    parser.add_argument("--parts", nargs="+", choices=("accuracy", "front", "size"),
+                        default=["accuracy", "front", "size"])
+    parser.add_argument("--size-fractions", nargs="+", type=float, default=[0.6, 0.5],
+                        help="size limits as fractions of uniform 8-bit weights' size")
     parser.add_argument("--points", type=int, default=6, help="front plans deployed per front")
     args = parser.parse_args()
     from mixprec.kernels import cpu_fingerprint
     from mixprec.models import EMBEDDED_MODELS
 
     print(f"CPU: {cpu_fingerprint(args.threads).summary()}")
-    parts = {"accuracy": accuracy_part, "front": front_part}
+    parts = {"accuracy": accuracy_part, "front": front_part, "size": size_part}
     for name in args.models:
         for part in args.parts:
-            if part == "front" and name not in EMBEDDED_MODELS:
-                print(f"\n(front: embedded models only; skipping {name})")
+            if part in ("front", "size") and name not in EMBEDDED_MODELS:
+                print(f"\n({part}: embedded models only; skipping {name})")
                 continue
             parts[part](name, args)
 

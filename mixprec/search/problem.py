@@ -209,14 +209,23 @@ def build_problem(units: UnitList | Sequence[Unit], latency: LatencyTable,
     )
 
 
-def stored_bits(spec: QuantSpec) -> int:
-    """Bits per stored weight under ``spec`` (float32 32, bf16/fp16 16; NUPES codes as
-    packed: up to 4 bits in a nibble, wider ones in a byte)."""
-    if spec.weight_format == "nupes":
-        return stored_code_bits(spec.weight_bits)
-    if spec.quantizes_weights:
-        return spec.weight_bits
-    return 32 if spec.float_dtype == "float32" else 16
+SCALE_BITS = 32
+"""Bits a per-group weight scale (and an affine group's zero point) is counted at."""
+
+
+def stored_bits(spec: QuantSpec) -> float:
+    """Bits per stored weight under ``spec``: float32 32, bf16/fp16 16; a quantized weight's
+    code (NUPES codes as packed: up to 4 bits in a nibble, wider ones in a byte) plus its
+    share of per-group scales (per-channel and per-tensor scales are a negligible share)."""
+    if not spec.quantizes_weights:
+        return 32 if spec.float_dtype == "float32" else 16
+    bits: float = (stored_code_bits(spec.weight_bits) if spec.weight_format == "nupes"
+                   else spec.weight_bits)
+    if spec.weight_granularity == "per_group":
+        assert spec.group_size is not None
+        per_group = SCALE_BITS * (1 if spec.weight_symmetric else 2)
+        bits += per_group / spec.group_size
+    return bits
 
 
 def operand_bits(unit: Unit, spec: QuantSpec) -> tuple[float, float]:

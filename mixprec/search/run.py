@@ -324,12 +324,9 @@ def _scored_candidates(units: UnitList, tables: list[LatencyTable],
 
 
 def _params_outside(model: nn.Module, units: UnitList) -> int:
-    inside = {u.name for u in units}
-    total = 0
-    for module_name, module in model.named_modules():
-        if module_name not in inside:
-            total += sum(p.numel() for p in module.parameters(recurse=False))
-    return total
+    """Parameters no unit quantizes (everything but the units' weights: their biases,
+    norms, embeddings), kept in float32."""
+    return sum(p.numel() for p in model.parameters()) - sum(u.params for u in units)
 
 
 def _front(problem: SearchProblem, size_mb: float | None, bops: float | None, solver: str,

@@ -56,6 +56,13 @@ def test_infeasible_budget_states_the_fastest_latency(mnist_model, a15):
         search.run(mnist_model, a15.front[0].latency_ms * 0.5, device="a15")
 
 
+def test_size_counts_every_parameter_biases_included(mnist_model):
+    """float32 is every parameter at 4 bytes (the units' biases stay float32 too)."""
+    float_mb = sum(p.numel() for p in mnist_model.parameters()) * 4 / 1e6
+    with pytest.raises(search.InfeasibleError, match=rf"float32 needs {float_mb:.2f} MB"):
+        search.run(mnist_model, None, device="a15", size_mb=0.01)
+
+
 def test_size_limit_is_honoured_along_the_front(mnist_model, a15):
     sizes = sorted({round(_size(a15, p.plan), 6) for p in a15.front})
     limit = sizes[len(sizes) // 2]

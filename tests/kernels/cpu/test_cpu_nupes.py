@@ -50,6 +50,9 @@ def test_codes_stay_packed_as_the_size_accounting_counts_them(bits):
     real = NupesGemm(linear, spec, None)
     assert real.codes.dtype == torch.uint8
     assert real.codes.numel() * 8 == stored_bits(spec) * linear.weight.numel()
+    # scales of groups of 32 add a bit per weight; per-channel ones are not counted
+    assert stored_bits(replace(spec, weight_granularity="per_group", group_size=32)) == \
+        stored_bits(spec) + 1
 
 
 def test_registry_offers_nupes_in_the_torch_runtime_of_every_cpu_class():
