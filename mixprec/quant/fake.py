@@ -101,6 +101,12 @@ def quantize_weight(weight: torch.Tensor, spec: QuantSpec) -> torch.Tensor:
     return integer_weight(weight, spec).dequantize().reshape(weight.shape).to(weight.dtype)
 
 
+def expand_groups(per_group: torch.Tensor, group_size: int, cols: int) -> torch.Tensor:
+    """A per-group ``[out, groups]`` tensor repeated to ``[out, cols]`` (``group_size``
+    inputs per group; the last group may be shorter)."""
+    return per_group.repeat_interleave(group_size, dim=1)[:, :cols]
+
+
 @dataclass(frozen=True)
 class IntegerWeight:
     """A GEMM weight on its integer grid: ``w ~ (q - zero_point) * scale`` per group.
@@ -122,7 +128,7 @@ class IntegerWeight:
 
     def expand(self, t: torch.Tensor) -> torch.Tensor:
         """A per-group ``[out, groups]`` tensor repeated to ``[out, in]``."""
-        return t.repeat_interleave(self.group_size, dim=1)[:, : self.q.shape[1]]
+        return expand_groups(t, self.group_size, self.q.shape[1])
 
     def dequantize(self) -> torch.Tensor:
         """The fake-quantized weight ``[out, in]`` in float32."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mixprec.quant.fake import IntegerWeight, symmetric_qmax
+from mixprec.quant.fake import IntegerWeight, expand_groups, symmetric_qmax
 from mixprec.quant.observers import Observer
 from mixprec.quant.spec import QuantSpec
 
@@ -105,8 +105,6 @@ def slice_absmax(w: torch.Tensor, spec: QuantSpec) -> tuple[torch.Tensor, int]:
 
 def _encode(w: torch.Tensor, absmax: torch.Tensor, group: int, bits: int, exponent: float
             ) -> NupesWeight:
-    qmax = symmetric_qmax(bits)
-    shell = NupesWeight(w, absmax, torch.zeros_like(absmax), group, bits, exponent)
-    unit = (w.abs() / shell.expand(absmax)).clamp_max(1.0)
-    codes = torch.round(unit.pow(exponent) * qmax) * w.sign()
-    return NupesWeight(codes, absmax, shell.zero_point, group, bits, exponent)
+    unit = (w.abs() / expand_groups(absmax, group, w.shape[1])).clamp_max(1.0)
+    codes = torch.round(unit.pow(exponent) * symmetric_qmax(bits)) * w.sign()
+    return NupesWeight(codes, absmax, torch.zeros_like(absmax), group, bits, exponent)

@@ -59,15 +59,13 @@ class NupesGemm(CpuGemm):
 
     def dequantized(self) -> torch.Tensor:
         rows, cols = self.out_features, self.in_features
-        levels = F.embedding(self.codes.int(), self.table).reshape(rows, -1)[:, :cols]
-        groups = self.scale.shape[1]
-        if groups == 1:
-            return levels * self.scale
-        if cols % self.group_size == 0:
-            per_group = levels.reshape(rows, groups, self.group_size) * self.scale[:, :, None]
-            return per_group.reshape(rows, cols)
-        expanded = self.scale.repeat_interleave(self.group_size, dim=1)[:, :cols]
-        return levels * expanded
+        levels = F.embedding(self.codes.int(), self.table).reshape(rows, -1)
+        # whole groups (padding a short last one), each times its scale by broadcasting
+        whole = self.scale.shape[1] * self.group_size
+        levels = F.pad(levels[:, :cols], (0, whole - cols)) if levels.shape[1] != whole \
+            else levels
+        per_group = levels.reshape(rows, -1, self.group_size) * self.scale[:, :, None]
+        return per_group.reshape(rows, -1)[:, :cols]
 
     def gemm(self, rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return F.linear(rows.float(), self.dequantized(), self.bias)
